@@ -1,0 +1,1 @@
+"""Image-level building blocks shared by the pipelines and the inference command."""

@@ -1,0 +1,270 @@
+"""Reading CelebA layouts (folder, zip, Google Drive tree), image decoding and annotation parsers."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unmask.imaging import celeba
+from unmask.imaging.celeba import (
+    UnreadableImageError,
+    decode_image,
+    list_images,
+    locate_celeba,
+    read_identities,
+    read_image,
+    read_image_size,
+    read_landmarks,
+    read_partitions,
+    template_landmarks,
+)
+from unmask.imaging.demo_faces import generate_demo_celeba
+from unmask.imaging.landmarks import LANDMARK_COLUMNS
+
+ANNOTATIONS = ("list_landmarks_align_celeba.txt", "list_eval_partition.txt", "identity_CelebA.txt")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    return generate_demo_celeba(tmp_path_factory.mktemp("demo") / "celeba", 6, 2, seed=1)
+
+
+def _zip_images(folder: Path, zip_path: Path, extra: dict[str, bytes] | None = None) -> Path:
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_STORED) as zf:
+        for p in sorted((folder / "img_align_celeba").iterdir()):
+            zf.write(p, f"img_align_celeba/{p.name}")
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return zip_path
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------------ layouts --
+
+
+def test_folder_layout(demo):
+    src = locate_celeba(demo)
+    assert src.kind == "folder" and src.images == demo
+    assert src.landmarks.path == demo / ANNOTATIONS[0]
+    assert src.partitions.path == demo / ANNOTATIONS[1]
+    assert src.identities.path == demo / ANNOTATIONS[2]
+    members = list_images(src)
+    assert members == [f"img_align_celeba/{k:06d}.jpg" for k in range(1, 7)]
+    img = read_image(src, members[0])
+    assert img.shape == (218, 178, 3) and img.dtype == np.uint8
+    assert read_image_size(src, members[0]) == (178, 218)
+    assert np.array_equal(read_image(str(demo), members[0]), img)  # a plain path works too
+
+
+def test_zip_layout_reads_like_the_folder(demo, tmp_path):
+    zip_path = _zip_images(demo, tmp_path / "img_align_celeba.zip")
+    for name in ANNOTATIONS:
+        shutil.copy(demo / name, tmp_path / name)
+    folder = locate_celeba(demo)
+    for where in (tmp_path, zip_path):  # the folder holding the zip, and the zip itself
+        src = locate_celeba(where)
+        assert src.kind == "zip" and src.images == zip_path
+        assert src.landmarks.path == tmp_path / ANNOTATIONS[0] and src.landmarks.member is None
+        assert list_images(src) == list_images(folder)
+        for member in list_images(src):
+            assert np.array_equal(read_image(src, member), read_image(folder, member))
+        assert read_landmarks(src.landmarks).equals(read_landmarks(folder.landmarks))
+    assert np.array_equal(read_image(str(zip_path), "img_align_celeba/000002.jpg"),
+                          read_image(folder, "img_align_celeba/000002.jpg"))
+
+
+def test_annotations_inside_the_zip(demo, tmp_path):
+    extra = {f"Anno/{n}": (demo / n).read_bytes() for n in ANNOTATIONS}
+    zip_path = _zip_images(demo, tmp_path / "img_align_celeba.zip", extra)
+    src = locate_celeba(zip_path)
+    assert src.landmarks.path == zip_path and src.landmarks.member == f"Anno/{ANNOTATIONS[0]}"
+    assert "in " in str(src.landmarks)
+    assert read_partitions(src.partitions).equals(read_partitions(demo / ANNOTATIONS[1]))
+    assert all(m.startswith("img_align_celeba/") for m in list_images(src))
+
+
+def test_google_drive_layout(demo, tmp_path):
+    (tmp_path / "Img").mkdir()
+    (tmp_path / "Anno").mkdir()
+    (tmp_path / "Eval").mkdir()
+    _zip_images(demo, tmp_path / "Img" / "img_align_celeba.zip")
+    shutil.copy(demo / ANNOTATIONS[0], tmp_path / "Anno")
+    shutil.copy(demo / ANNOTATIONS[2], tmp_path / "Anno")
+    shutil.copy(demo / ANNOTATIONS[1], tmp_path / "Eval")
+    for where in (tmp_path, tmp_path / "Img" / "img_align_celeba.zip"):
+        src = locate_celeba(where)
+        assert src.kind == "zip"
+        assert src.landmarks.path == tmp_path / "Anno" / ANNOTATIONS[0]
+        assert src.partitions.path == tmp_path / "Eval" / ANNOTATIONS[1]
+        assert src.identities.path == tmp_path / "Anno" / ANNOTATIONS[2]
+
+
+def test_image_folder_itself(demo):
+    src = locate_celeba(demo / "img_align_celeba")
+    assert src.kind == "folder" and list_images(src)[0] == "000001.jpg"
+    assert src.landmarks.path == demo / ANNOTATIONS[0]
+
+
+def test_missing_path_message(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        locate_celeba(tmp_path / "nowhere")
+    msg = str(err.value)
+    for needle in ("does not exist", "data/01_raw/celeba/", "img_align_celeba/", "img_align_celeba.zip",
+                   "list_landmarks_align_celeba.txt", "list_eval_partition.txt",
+                   "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html", "Img/img_align_celeba.zip",
+                   "Anno/list_landmarks_align_celeba.txt", "Eval/list_eval_partition.txt",
+                   "non-commercial", "ingest.source: demo"):
+        assert needle in msg, needle
+
+
+def test_unusable_paths(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no images"):
+        locate_celeba(tmp_path / "empty")
+    (tmp_path / "img_align_celeba.zip").write_bytes(b"PK\x03\x04 half a download")
+    with pytest.raises(FileNotFoundError, match="not a valid zip"):
+        locate_celeba(tmp_path / "img_align_celeba.zip")
+    with pytest.raises(FileNotFoundError, match="not a valid zip"):
+        locate_celeba(tmp_path)
+
+
+# ----------------------------------------------------------------------------------- decoding --
+
+
+def test_conversions():
+    gray = np.arange(20 * 30, dtype=np.uint8).reshape(20, 30)
+    out = decode_image(_png(gray))
+    assert out.shape == (20, 30, 3) and np.array_equal(out[..., 0], gray) and np.array_equal(out[..., 2], gray)
+    rgba = np.dstack([np.full((8, 9, 3), 77, np.uint8), np.zeros((8, 9), np.uint8)])
+    out = decode_image(_png(rgba))
+    assert out.shape == (8, 9, 3) and (out == 77).all()  # alpha dropped, colour kept
+    sixteen = np.full((5, 6), 65535, np.uint16)
+    sixteen[0, 0] = 257 * 10
+    buf = io.BytesIO()
+    Image.fromarray(sixteen).save(buf, format="PNG")
+    out = decode_image(buf.getvalue())
+    assert out.dtype == np.uint8 and out.shape == (5, 6, 3) and out[1, 1, 0] == 255 and out[0, 0, 1] == 10
+    palette = Image.fromarray(np.full((4, 4, 3), 200, np.uint8)).convert("P")
+    buf = io.BytesIO()
+    palette.save(buf, format="PNG")
+    assert decode_image(buf.getvalue()).shape == (4, 4, 3)
+
+
+def test_unreadable_images(demo):
+    good = (demo / "img_align_celeba" / "000001.jpg").read_bytes()
+    cases = {b"": "zero_byte", good[: len(good) // 2]: "truncated", b"not an image at all": "undecodable"}
+    for data, reason in cases.items():
+        with pytest.raises(UnreadableImageError) as err:
+            decode_image(data, "x.jpg")
+        assert err.value.reason == reason and "x.jpg" in str(err.value)
+    # a cut JPEG still refused when Pillow is told to accept truncated files
+    from PIL import ImageFile
+
+    old = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        with pytest.raises(UnreadableImageError, match="truncated"):
+            decode_image(good[: len(good) - 300])
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = old
+
+
+def test_unreadable_in_zip_and_missing_member(demo, tmp_path):
+    zip_path = _zip_images(demo, tmp_path / "img_align_celeba.zip", {"img_align_celeba/000099.jpg": b""})
+    with pytest.raises(UnreadableImageError) as err:
+        read_image(zip_path, "img_align_celeba/000099.jpg")
+    assert err.value.reason == "zero_byte"
+    with pytest.raises(FileNotFoundError):
+        read_image(zip_path, "img_align_celeba/123456.jpg")
+
+
+def test_zip_threads_and_fork(demo, tmp_path, monkeypatch):
+    zip_path = _zip_images(demo, tmp_path / "img_align_celeba.zip")
+    src = locate_celeba(zip_path)
+    members = list_images(src) * 5
+    serial = [read_image(src, m) for m in members]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda m: read_image(src, m), members))
+    assert all(np.array_equal(a, b) for a, b in zip(serial, parallel))
+    first = celeba._zip(zip_path)
+    assert celeba._zip(zip_path) is first  # cached
+    monkeypatch.setattr(celeba.os, "getpid", lambda: -12345)  # as in a forked DataLoader worker
+    assert celeba._zip(zip_path) is not first
+    assert np.array_equal(read_image(src, members[0]), serial[0])
+
+
+def test_template_landmarks():
+    assert template_landmarks(178, 218).tolist() == [[69, 110], [108, 110], [89, 135], [72, 152], [106, 152]]
+    assert np.allclose(template_landmarks(356, 436), 2 * template_landmarks(178, 218))
+
+
+# ------------------------------------------------------------------------------------ parsers --
+
+LANDMARK_TEXT = (
+    "2\n"
+    "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x rightmouth_y\n"
+    "000001.jpg    69  109  106  113   77  142   73  152  108  154\n"
+    "000002.jpg    69  110  107  112   81  135   70  151  108  153\n"
+)
+
+
+def test_read_landmarks_formats(tmp_path):
+    lm = read_landmarks(LANDMARK_TEXT.encode())
+    assert list(lm.index) == ["000001", "000002"] and lm.index.name == "image_id"
+    assert list(lm.columns) == LANDMARK_COLUMNS and (lm.dtypes == np.float64).all()
+    assert lm.loc["000001", "nose_y"] == 142.0
+    messy = LANDMARK_TEXT.replace("\n", "  \r\n") + "\r\n\r\n   \n"
+    path = tmp_path / "list_landmarks_align_celeba.txt"
+    path.write_bytes(messy.encode())
+    assert read_landmarks(path).equals(lm)
+    kaggle = ("image_id," + ",".join(LANDMARK_COLUMNS) + "\n000001.jpg,69,109,106,113,77,142,73,152,108,154\n"
+              "000002.jpg,69,110,107,112,81,135,70,151,108,153\n")
+    assert read_landmarks(kaggle.encode()).equals(lm)
+
+
+@pytest.mark.parametrize(
+    ("row", "needle"),
+    [("000002.jpg 69 110 107 112 81 135 70 151 108", "expected 11 fields"),
+     ("000002.jpg 69 110 107 112 81 135 70 151 108 x5", "'x5' is not a number"),
+     ("000001.jpg 69 110 107 112 81 135 70 151 108 153", "listed again")],
+)
+def test_read_landmarks_errors_name_file_and_line(tmp_path, row, needle):
+    path = tmp_path / "list_landmarks_align_celeba.txt"
+    path.write_text(LANDMARK_TEXT.splitlines(keepends=True)[0] + "".join(LANDMARK_TEXT.splitlines(keepends=True)[1:3])
+                    + row + "\n")
+    with pytest.raises(ValueError) as err:
+        read_landmarks(path)
+    assert str(path) in str(err.value) and "line 4" in str(err.value) and needle in str(err.value)
+    with pytest.raises(ValueError, match=r"mine\.txt, line 4"):
+        read_landmarks(path.read_bytes(), name="mine.txt")
+
+
+def test_read_partitions_and_identities(tmp_path):
+    p = read_partitions(b"000001.jpg 0\r\n000002.jpg 2 \n\n")
+    assert p.to_dict() == {"000001": 0, "000002": 2} and p.dtype == np.int64 and p.name == "partition"
+    i = read_identities(b"000001.jpg 2880\n000002.jpg 2937\n")
+    assert i.to_dict() == {"000001": 2880, "000002": 2937} and i.name == "identity"
+    assert read_partitions(b"image_id,partition\n000001.jpg,0\n").to_dict() == {"000001": 0}
+    path = tmp_path / "list_eval_partition.txt"
+    path.write_text("000001.jpg 0\n000002.jpg 1 7\n")
+    with pytest.raises(ValueError, match=r"list_eval_partition\.txt, line 2: expected 2 fields"):
+        read_partitions(path)
+    path.write_text("000001.jpg 0\n000002.jpg one\n")
+    with pytest.raises(ValueError, match=r"line 2: 'one' is not an integer"):
+        read_partitions(path)
+    with pytest.raises(ValueError, match="0, 1 or 2"):
+        read_partitions(b"000001.jpg 5\n")
+    with pytest.raises(ValueError, match="no data rows"):
+        read_identities(b"\n\n")
