@@ -1,0 +1,27 @@
+"""Ingest pipeline: locate CelebA (or generate the demo) and index its usable images."""
+
+from __future__ import annotations
+
+from kedro.pipeline import Node, Pipeline
+
+from unmask.pipelines.ingest.nodes import index_celeba_images, locate_celeba_source
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """``params:ingest`` -> ``celeba_source`` -> (``celeba_index``, ``quarantine``)."""
+    return Pipeline(
+        [
+            Node(
+                func=locate_celeba_source,
+                inputs="params:ingest",
+                outputs="celeba_source",
+                name="locate_celeba_source_node",
+            ),
+            Node(
+                func=index_celeba_images,
+                inputs=["celeba_source", "params:ingest"],
+                outputs=["celeba_index", "quarantine"],
+                name="index_celeba_images_node",
+            ),
+        ]
+    )

@@ -1,0 +1,189 @@
+"""Masks stage: seeded, lazy, self-consistent synthetic masks over the face crops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from unmask.imaging.alignment import template_points
+from unmask.imaging.landmarks import landmarks_to_columns
+from unmask.imaging.mask_renderer import MASK_STYLES, rasterize_mask, sample_mask_spec
+from unmask.pipelines.masks.nodes import METADATA_COLUMNS, apply_synthetic_masks, image_seed
+from unmask.pipelines.masks.pipeline import create_pipeline
+
+SIZE = 64
+PARAMS = {"seed": 0, "styles": list(MASK_STYLES)}
+
+
+def crop_image(i: int) -> np.ndarray:
+    rng = np.random.default_rng(i)
+    return rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+
+
+def make_inputs(n: int = 12, size_column: bool = True):
+    """In-memory partitions shaped like the faces stage outputs, with call counters."""
+    calls: dict[str, int] = {}
+    crops = {}
+    rows = []
+    rng = np.random.default_rng(42)
+    for i in range(1, n + 1):
+        image_id = f"{i:06d}"
+        calls[image_id] = 0
+
+        def load(i=i, image_id=image_id):
+            calls[image_id] += 1
+            return Image.fromarray(crop_image(i))
+
+        crops[image_id] = load
+        points = template_points(SIZE) + rng.normal(0, 0.7, (5, 2))
+        row = {"image_id": image_id, **landmarks_to_columns(points)}
+        if size_column:
+            row["size"] = SIZE
+        rows.append(row)
+    return crops, pd.DataFrame(rows), calls
+
+
+def test_outputs_are_lazy_consistent_and_described():
+    crops, table, calls = make_inputs()
+    masked, maps, meta = apply_synthetic_masks(crops, table, PARAMS)
+    assert sum(calls.values()) == 0  # nothing rendered or read yet
+    assert list(masked) == list(maps) == table["image_id"].tolist() == meta["image_id"].tolist()
+    assert list(meta.columns) == METADATA_COLUMNS
+    assert set(meta["style"]) <= set(MASK_STYLES)
+    assert meta["colour"].str.fullmatch(r"#[0-9a-f]{6}").all()
+    for image_id in masked:
+        face = crop_image(int(image_id))
+        out = masked[image_id]()
+        mask_img = maps[image_id]()
+        assert isinstance(out, Image.Image) and out.mode == "RGB" and out.size == (SIZE, SIZE)
+        assert mask_img.mode == "L" and mask_img.size == (SIZE, SIZE)
+        mask = np.asarray(mask_img)
+        assert set(np.unique(mask)) <= {0, 255}
+        changed = (np.asarray(out) != face).any(axis=2)
+        # the mask map is exactly the set of hidden pixels
+        assert not changed[mask == 0].any()
+        assert changed[mask == 255].mean() > 0.97
+        row = meta.set_index("image_id").loc[image_id]
+        assert row["coverage"] == pytest.approx((mask == 255).mean())
+        assert 0.12 < row["coverage"] < 0.45
+    assert all(c == 1 for c in calls.values())
+
+
+def test_masks_are_reproducible_per_image_and_seed():
+    crops, table, _ = make_inputs()
+    first = apply_synthetic_masks(crops, table, PARAMS)
+    again = apply_synthetic_masks(crops, table, PARAMS)
+    pd.testing.assert_frame_equal(first[2], again[2])
+    for image_id in first[0]:
+        assert first[0][image_id]().tobytes() == again[0][image_id]().tobytes()
+        assert first[1][image_id]().tobytes() == again[1][image_id]().tobytes()
+    # an image's mask does not depend on which other images are in the run, nor their order
+    subset = table.iloc[::-1].iloc[:4].reset_index(drop=True)
+    _, maps, meta = apply_synthetic_masks(crops, subset, PARAMS)
+    for image_id in subset["image_id"]:
+        assert maps[image_id]().tobytes() == first[1][image_id]().tobytes()
+    # the recorded seed reproduces the spec
+    row = first[2].iloc[0]
+    points = table.iloc[0][[c for c in table.columns if c.endswith(("_x", "_y"))]].to_numpy(np.float32).reshape(5, 2)
+    spec = sample_mask_spec(points, SIZE, np.random.default_rng(int(row["spec_seed"])), PARAMS["styles"])
+    assert spec.style == row["style"]
+    np.testing.assert_array_equal(rasterize_mask(spec) * 255, np.asarray(first[1][row["image_id"]]()))
+    # another run seed gives other masks
+    other = apply_synthetic_masks(crops, table, {**PARAMS, "seed": 1})
+    assert (other[2]["spec_seed"] != first[2]["spec_seed"]).all()
+    assert any(other[1][i]().tobytes() != first[1][i]().tobytes() for i in first[1])
+
+
+def test_image_seed():
+    assert image_seed(0, "000001") == image_seed(0, "000001")
+    assert image_seed(0, "000001") != image_seed(1, "000001")
+    assert image_seed(0, "000001") != image_seed(0, "000002")
+    assert 0 <= image_seed(3, "not-a-number.jpg") < 2**63
+    assert image_seed(0, "abc") == image_seed(0, "abc")
+
+
+def test_styles_parameter_restricts_the_styles():
+    crops, table, _ = make_inputs(20)
+    _, _, meta = apply_synthetic_masks(crops, table, {"seed": 0, "styles": ["kn95", "bandana"]})
+    assert set(meta["style"]) == {"kn95", "bandana"}
+    _, _, meta = apply_synthetic_masks(crops, table, {"seed": 0, "styles": "n95"})
+    assert set(meta["style"]) == {"n95"}
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"seed": 0, "styles": ["surgical", "gas-mask"]}, "surgical"),
+        ({"seed": 0, "styles": []}, "non-empty"),
+        ({"seed": -1, "styles": ["n95"]}, "seed"),
+        ({"seed": "0", "styles": ["n95"]}, "seed"),
+    ],
+)
+def test_bad_params_are_rejected(params, message):
+    crops, table, _ = make_inputs(2)
+    with pytest.raises(ValueError, match=message):
+        apply_synthetic_masks(crops, table, params)
+
+
+def test_missing_crops_and_bad_landmarks_are_reported():
+    crops, table, _ = make_inputs(3)
+    del crops["000002"]
+    with pytest.raises(ValueError, match="000002"):
+        apply_synthetic_masks(crops, table, PARAMS)
+    crops, table, _ = make_inputs(3)
+    table.loc[1, "righteye_x"] = table.loc[1, "lefteye_x"]
+    table.loc[1, "righteye_y"] = table.loc[1, "lefteye_y"]
+    with pytest.raises(ValueError, match="000002"):
+        apply_synthetic_masks(crops, table, PARAMS)
+
+
+def test_suffixed_keys_plain_images_and_missing_size_column():
+    crops, table, calls = make_inputs(3, size_column=False)
+    plain = {f"{k}.png": Image.fromarray(crop_image(int(k))) for k in crops}  # already-loaded images
+    masked, maps, meta = apply_synthetic_masks(plain, table, PARAMS)
+    assert list(masked) == ["000001", "000002", "000003"]
+    assert np.asarray(masked["000001"]()).shape == (SIZE, SIZE, 3)
+    # without a size column the crop size is read from the first crop
+    masked, _, _ = apply_synthetic_masks(crops, table, PARAMS)
+    assert calls["000001"] == 1
+
+
+def test_crop_of_the_wrong_size_is_reported():
+    crops, table, _ = make_inputs(2)
+    crops["000001"] = lambda: Image.new("RGB", (32, 32))
+    masked, _, _ = apply_synthetic_masks(crops, table, PARAMS)
+    with pytest.raises(ValueError, match="32x32"):
+        masked["000001"]()
+
+
+def test_outputs_stream_through_partitioned_datasets(tmp_path):
+    from kedro_datasets.partitions import PartitionedDataset
+
+    def dataset(name):
+        return PartitionedDataset(
+            path=str(tmp_path / name), dataset={"type": "pillow.ImageDataset"}, filename_suffix=".png"
+        )
+
+    crops, table, _ = make_inputs(4)
+    masked, maps, meta = apply_synthetic_masks(crops, table, PARAMS)
+    dataset("masked_faces").save(masked)
+    dataset("mask_maps").save(maps)
+    saved_masked, saved_maps = dataset("masked_faces").load(), dataset("mask_maps").load()
+    assert sorted(saved_masked) == sorted(saved_maps) == sorted(masked)
+    for image_id in masked:
+        out = np.asarray(saved_masked[image_id]().convert("RGB"))
+        mask = np.asarray(saved_maps[image_id]())
+        assert mask.ndim == 2 and set(np.unique(mask)) <= {0, 255}
+        face = crop_image(int(image_id))
+        assert not (out != face).any(axis=2)[mask == 0].any()
+        assert meta.set_index("image_id").loc[image_id, "coverage"] == pytest.approx((mask > 0).mean())
+
+
+def test_pipeline_wiring():
+    (node,) = create_pipeline().nodes
+    assert node.name == "apply_synthetic_masks_node"
+    assert node.inputs == ["face_crops", "face_landmarks", "params:masks"]
+    assert node.outputs == ["masked_faces", "mask_maps", "mask_metadata"]
+    assert node.func is apply_synthetic_masks

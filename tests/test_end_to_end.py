@@ -1,0 +1,127 @@
+"""The whole project on a tiny configuration: `kedro run`, then `kedro run --pipeline=evaluate` alone."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+LAYERS = ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models",
+          "07_model_output", "08_reporting")
+
+# 48 demo images at 32x32 and one epoch of a very narrow RA-UNet: the real code path, in seconds.
+TINY = {
+    "ingest": {"source": "demo", "demo_images": 48, "demo_identities": 16},
+    "faces": {"size": 32},
+    "split": {"test_count": 8},
+    "train": {"filters": [4, 8, 16], "epochs": 1, "batch_size": 8},
+    "evaluate": {"batch_size": 8, "timing_images": 3, "grid_images": 4},
+}
+
+
+def _kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--env=tiny", *args],
+        cwd=project, env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A copy of the project's configuration in a temporary folder, with a `tiny` environment."""
+    root = tmp_path_factory.mktemp("unmask_project")
+    shutil.copytree(REPO / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(REPO / name, root / name)
+    # Kedro wants a source folder inside the project; the code itself comes from the installed package.
+    (root / "src").mkdir()
+    for layer in LAYERS:
+        (root / "data" / layer).mkdir(parents=True)
+    (root / "conf" / "tiny").mkdir()
+    (root / "conf" / "tiny" / "parameters.yml").write_text(yaml.safe_dump(TINY))
+    return root
+
+
+@pytest.fixture(scope="module")
+def default_run(project: Path) -> subprocess.CompletedProcess:
+    result = _kedro(project)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
+    return result
+
+
+@pytest.mark.slow
+def test_default_pipeline_produces_model_metrics_grid_and_mlflow_run(project: Path, default_run):
+    from unmask.models.checkpoint import load_model
+
+    model = load_model(project / "data/06_models/model.safetensors")
+    assert model.config["filters"] == [4, 8, 16]
+
+    metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
+    assert metrics["n_images"] == 8
+    for key in ("psnr", "psnr_mask", "input_psnr"):
+        assert math.isfinite(metrics[key]) and 0 < metrics[key] < 100, (key, metrics[key])
+    for key in ("ssim", "ssim_mask"):
+        assert math.isfinite(metrics[key]) and -1 <= metrics[key] <= 1, (key, metrics[key])
+    assert 0 < metrics["seconds_per_image_batch1_median"] < 60
+    # The mask hides the face's lower half, so the unchanged input must be far from the truth there.
+    assert metrics["input_psnr_mask"] < metrics["input_psnr"]
+
+    assert (project / "data/08_reporting/restoration_grid.png").stat().st_size > 1000
+    assert (project / "data/08_reporting/training_curves.png").exists()
+    n_quarantined = len(pd.read_csv(project / "data/08_reporting/quarantine.csv"))
+    assert len(list((project / "data/03_primary/face_crops").glob("*.png"))) == 48 - n_quarantined
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("unmask")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.model"] == "ra_unet"
+    assert {"test.psnr", "test.ssim", "test.psnr_mask", "test.ssim_mask", "val_loss", "train_loss"} <= set(
+        run.data.metrics
+    )
+    assert run.data.metrics["test.psnr"] == pytest.approx(metrics["psnr"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model", "evaluation", "training"} <= artifacts
+    model_files = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "model")}
+    assert {"model.safetensors", "model.json"} <= model_files
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flag", ["--pipeline=evaluate", "--pipelines=evaluate"])
+def test_evaluate_alone_reuses_the_model_and_split(project: Path, default_run, flag):
+    model_file = project / "data/06_models/model.safetensors"
+    split_file = project / "data/05_model_input/data_split.parquet"
+    metrics_file = project / "data/08_reporting/metrics.json"
+    before = {p: p.stat().st_mtime_ns for p in (model_file, split_file)}
+    first_metrics = json.loads(metrics_file.read_text())
+    metrics_file.unlink()
+
+    result = _kedro(project, flag)
+    assert result.returncode == 0, result.stderr[-8000:]
+    assert {p: p.stat().st_mtime_ns for p in before} == before, "evaluate must not retrain or re-split"
+    again = json.loads(metrics_file.read_text())
+    assert again["psnr"] == pytest.approx(first_metrics["psnr"], abs=1e-6)
+    assert "train_model_node" not in result.stderr
+
+
+@pytest.mark.slow
+def test_missing_celeba_fails_at_once_with_instructions(project: Path, tmp_path: Path):
+    result = _kedro(project, "--pipelines=ingest", "--params", f"ingest.source=celeba,ingest.celeba_path={tmp_path}/nope")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "img_align_celeba" in output and "data/01_raw/celeba" in output
