@@ -49,3 +49,11 @@ def test_an_identity_model_scores_like_the_unchanged_input(tiny_partitions):
 def test_metrics_for_mlflow_keeps_finite_numbers_only():
     logged = metrics_for_mlflow({"psnr": 30.0, "device": "cpu", "bad": float("nan"), "n_images": 8})
     assert logged == {"psnr": {"value": 30.0, "step": 0}, "n_images": {"value": 8.0, "step": 0}}
+
+
+@pytest.mark.parametrize("override", [{"batch_size": 0}, {"timing_images": 0}, {"grid_images": "4"}])
+def test_bad_parameters_are_rejected(tiny_partitions, override):
+    p = tiny_partitions
+    with pytest.raises(ValueError, match="evaluate\\."):
+        evaluate_model(build_model("ra_unet", filters=(4, 8)), p["face_crops"], p["masked_faces"], p["mask_maps"],
+                       p["data_split"], {**PARAMS, **override})

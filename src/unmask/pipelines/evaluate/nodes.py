@@ -74,9 +74,11 @@ def evaluate_model(
     params: dict,
 ) -> tuple[dict, pd.DataFrame, plt.Figure]:
     """Score the model and the unchanged masked input on the test split; return metrics, per-image rows, a grid."""
+    for key, default in (("batch_size", 16), ("timing_images", 20), ("grid_images", 8)):
+        value = params.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"evaluate.{key} must be a positive integer, got {value!r}.")
     batch_size = params.get("batch_size", 16)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"evaluate.batch_size must be a positive integer, got {batch_size!r}.")
     device = resolve_device(params.get("device", "auto"))
     model = trained_model.to(device).eval()
     test_ids = sorted(data_split.loc[data_split["split"] == "test", "image_id"].astype(str))
