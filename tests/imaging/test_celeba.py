@@ -8,6 +8,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -18,6 +19,7 @@ from unmask.imaging.celeba import (
     decode_image,
     list_images,
     locate_celeba,
+    read_bboxes,
     read_identities,
     read_image,
     read_image_size,
@@ -117,6 +119,51 @@ def test_image_folder_itself(demo):
     assert src.landmarks.path == demo / ANNOTATIONS[0]
 
 
+def _wild_tree(demo: Path, root: Path, image_dir: str = "img_celeba") -> Path:
+    """An in-the-wild layout: the demo images in img_celeba/, Anno/ as on Google Drive (both
+    landmark files, the boxes, identities) and Eval/."""
+    shutil.copytree(demo / "img_align_celeba", root / image_dir)
+    (root / "Anno").mkdir()
+    (root / "Eval").mkdir()
+    (root / "Anno" / "list_landmarks_celeba.txt").write_text(LANDMARK_TEXT)
+    shutil.copy(demo / ANNOTATIONS[0], root / "Anno")  # the aligned file, which must not be used
+    (root / "Anno" / "list_bbox_celeba.txt").write_text(BBOX_TEXT)
+    shutil.copy(demo / ANNOTATIONS[2], root / "Anno")
+    shutil.copy(demo / ANNOTATIONS[1], root / "Eval")
+    return root
+
+
+def test_wild_layout(demo, tmp_path):
+    root = _wild_tree(demo, tmp_path / "celeba")
+    for where, image_dir in ((root, "img_celeba"), (root / "img_celeba", "")):  # the root, the image folder
+        src = locate_celeba(where)
+        assert src.kind == "folder" and src.layout == "wild" and src.image_dir == image_dir
+        assert src.landmarks.path == root / "Anno" / "list_landmarks_celeba.txt"
+        assert src.bboxes.path == root / "Anno" / "list_bbox_celeba.txt"
+        assert src.identities.path == root / "Anno" / ANNOTATIONS[2]
+        assert src.partitions.path == root / "Eval" / ANNOTATIONS[1]
+        assert src.to_dict()["layout"] == "wild" and src.to_dict()["bboxes"].endswith("list_bbox_celeba.txt")
+        assert list_images(src)[0] == f"{image_dir + '/' if image_dir else ''}000001.jpg"
+    # the aligned layout ignores the wild files, and wins when both image folders are there
+    shutil.copytree(demo / "img_align_celeba", root / "img_align_celeba")
+    src = locate_celeba(root)
+    assert src.layout == "aligned" and src.image_dir == "img_align_celeba" and src.bboxes is None
+    assert src.landmarks.path == root / "Anno" / ANNOTATIONS[0]
+    # Google Drive's Img/img_celeba/, and a zip of img_celeba/ members
+    drive = _wild_tree(demo, tmp_path / "drive", "Img/img_celeba")
+    assert locate_celeba(drive).layout == "wild" and locate_celeba(drive).image_dir == "Img/img_celeba"
+    zip_path = tmp_path / "drive" / "img_celeba.zip"
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for p in sorted((drive / "Img" / "img_celeba").iterdir()):
+            zf.write(p, f"img_celeba/{p.name}")
+    shutil.rmtree(drive / "Img")
+    for where in (drive, zip_path):
+        src = locate_celeba(where)
+        assert src.kind == "zip" and src.layout == "wild" and src.bboxes is not None
+        assert list_images(src)[0] == "img_celeba/000001.jpg"
+    assert locate_celeba(_zip_images(demo, tmp_path / "img_align_celeba.zip")).layout == "aligned"
+
+
 def test_missing_path_message(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         locate_celeba(tmp_path / "nowhere")
@@ -125,7 +172,7 @@ def test_missing_path_message(tmp_path):
                    "list_landmarks_align_celeba.txt", "list_eval_partition.txt",
                    "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html", "Img/img_align_celeba.zip",
                    "Anno/list_landmarks_align_celeba.txt", "Eval/list_eval_partition.txt",
-                   "non-commercial", "ingest.source: demo"):
+                   "non-commercial", "ingest.source: demo", "img_celeba/", "list_bbox_celeba.txt"):
         assert needle in msg, needle
 
 
@@ -160,6 +207,30 @@ def test_conversions():
     buf = io.BytesIO()
     palette.save(buf, format="PNG")
     assert decode_image(buf.getvalue()).shape == (4, 4, 3)
+
+
+def test_cmyk_jpeg_and_grey_jpeg_decode_to_rgb():
+    rng = np.random.default_rng(0)
+    rgb = np.clip(rng.normal(128, 50, (6, 8, 3)), 0, 255).astype(np.uint8)
+    rgb = cv2.resize(rgb, (64, 48), interpolation=cv2.INTER_LINEAR)  # smooth, so JPEG keeps it close
+    buf = io.BytesIO()
+    Image.fromarray(rgb).convert("CMYK").save(buf, format="JPEG", quality=98)
+    data = buf.getvalue()
+    assert Image.open(io.BytesIO(data)).mode == "CMYK"
+    out = decode_image(data, "cmyk.jpg")
+    assert out.shape == (48, 64, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - rgb).mean() < 4  # colours right (not inverted, not CMY as RGB)
+    # OpenCV's decoder agrees (it converts CMYK to BGR too)
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert np.abs(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(int) - out).mean() < 3
+    buf = io.BytesIO()
+    Image.fromarray(rgb[..., 1]).save(buf, format="JPEG", quality=98)  # a greyscale JPEG
+    grey = decode_image(buf.getvalue())
+    assert grey.shape == (48, 64, 3) and (grey[..., 0] == grey[..., 2]).all()
+    la = Image.fromarray(rgb[..., 0]).convert("LA")  # grey + alpha
+    buf = io.BytesIO()
+    la.save(buf, format="PNG")
+    assert np.array_equal(decode_image(buf.getvalue())[..., 1], rgb[..., 0])
 
 
 def test_unreadable_images(demo):
@@ -218,6 +289,24 @@ LANDMARK_TEXT = (
     "000001.jpg    69  109  106  113   77  142   73  152  108  154\n"
     "000002.jpg    69  110  107  112   81  135   70  151  108  153\n"
 )
+
+
+BBOX_TEXT = (
+    "2\n"
+    "image_id x_1 y_1 width height\n"
+    "000001.jpg    95  71 226 313\n"
+    "000002.jpg    72  94 221 306\n"
+)
+
+
+def test_read_bboxes():
+    boxes = read_bboxes(BBOX_TEXT.encode())
+    assert list(boxes.index) == ["000001", "000002"] and list(boxes.columns) == ["x_1", "y_1", "width", "height"]
+    assert boxes.loc["000001"].tolist() == [95, 71, 226, 313] and (boxes.dtypes == np.float64).all()
+    kaggle = "image_id,x_1,y_1,width,height\n000001.jpg,95,71,226,313\n000002.jpg,72,94,221,306\n"
+    assert read_bboxes(kaggle.encode()).equals(boxes)
+    with pytest.raises(ValueError, match="line 3: expected 5 fields"):
+        read_bboxes(b"1\nimage_id x_1 y_1 width height\n000001.jpg 95 71 226\n")
 
 
 def test_read_landmarks_formats(tmp_path):

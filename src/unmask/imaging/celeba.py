@@ -2,14 +2,23 @@
 
 Accepted layouts (``locate_celeba``):
 
-* a folder holding ``img_align_celeba/`` (the extracted images) or ``img_align_celeba.zip``
-  (the official archive, members ``img_align_celeba/000001.jpg``), also under ``Img/`` like the
-  official Google Drive tree, or Kaggle's nested ``img_align_celeba/img_align_celeba/``;
-* the zip file itself, or the image folder itself.
+* aligned (``layout="aligned"``): a folder holding ``img_align_celeba/`` (the extracted images)
+  or ``img_align_celeba.zip`` (the official archive, members ``img_align_celeba/000001.jpg``),
+  also under ``Img/`` like the official Google Drive tree, or Kaggle's nested
+  ``img_align_celeba/img_align_celeba/``;
+* in the wild (``layout="wild"``): a folder holding ``img_celeba/`` (the extracted
+  ``img_celeba.7z``; a zip ``img_celeba.zip`` with members ``img_celeba/...`` works too), also
+  under ``Img/``;
+* the zip file itself, or the image folder itself (a folder named ``img_celeba`` is "wild",
+  any other folder of images "aligned").
 
-Annotation files (``list_landmarks_align_celeba.txt``, ``list_eval_partition.txt``,
-``identity_CelebA.txt``; Kaggle's ``.csv`` variants too) are looked for beside the images, in
-``Anno/`` and ``Eval/`` subfolders, and inside the zip.
+When a folder holds both ``img_align_celeba`` and ``img_celeba``, the aligned images are used.
+
+Annotation files are looked for beside the images, in ``Anno/`` and ``Eval/`` subfolders, and
+inside the zip (Kaggle's ``.csv`` variants too): ``list_eval_partition.txt`` and
+``identity_CelebA.txt`` for both layouts; the landmarks ``list_landmarks_align_celeba.txt``
+(aligned) or ``list_landmarks_celeba.txt`` (wild, coordinates in the wild image) and, for the wild
+layout only, the face boxes ``list_bbox_celeba.txt`` (``image_id x_1 y_1 width height``).
 
 Images are read straight from the zip without extracting it; one open ``ZipFile`` is cached per
 process and archive, and re-opened after a fork (DataLoader workers).
@@ -38,11 +47,27 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 IMAGE_FOLDER = "img_align_celeba"
 IMAGE_ZIP = "img_align_celeba.zip"
+WILD_FOLDER = "img_celeba"
+WILD_ZIP = "img_celeba.zip"
+ALIGNED = "aligned"
+WILD = "wild"
+LAYOUTS = (ALIGNED, WILD)
+#: Annotation files of the aligned layout (``img_align_celeba``).
 ANNOTATION_FILES: dict[str, tuple[str, ...]] = {
     "landmarks": ("list_landmarks_align_celeba.txt", "list_landmarks_align_celeba.csv"),
     "partitions": ("list_eval_partition.txt", "list_eval_partition.csv"),
     "identities": ("identity_CelebA.txt", "identity_celeba.txt", "identity_CelebA.csv"),
 }
+#: Annotation files of the in-the-wild layout (``img_celeba``): its own landmarks, and face boxes.
+WILD_ANNOTATION_FILES: dict[str, tuple[str, ...]] = {
+    "landmarks": ("list_landmarks_celeba.txt", "list_landmarks_celeba.csv"),
+    "bboxes": ("list_bbox_celeba.txt", "list_bbox_celeba.csv"),
+    "partitions": ANNOTATION_FILES["partitions"],
+    "identities": ANNOTATION_FILES["identities"],
+}
+ANNOTATION_KEYS = ("landmarks", "bboxes", "partitions", "identities")
+#: Columns of ``list_bbox_celeba.txt`` (face box in the wild image, pixels).
+BBOX_COLUMNS = ["x_1", "y_1", "width", "height"]
 ANNOTATION_SUBFOLDERS = ("", "Anno", "Eval", "anno", "eval")
 
 #: Size of aligned CelebA images (width, height).
@@ -58,6 +83,8 @@ CELEBA_HELP = (
     "in Anno/ and Eval/ as on Google Drive). Get them from the official CelebA page "
     "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Google Drive: Img/img_align_celeba.zip, "
     "Anno/list_landmarks_align_celeba.txt, Anno/identity_CelebA.txt, Eval/list_eval_partition.txt); "
+    "The in-the-wild layout works too: img_celeba/ (the extracted img_celeba.7z) with "
+    "list_landmarks_celeba.txt and list_bbox_celeba.txt. "
     "CelebA is licensed for non-commercial research use only. To run without it, use the embedded "
     "procedural demo: set `ingest.source: demo` (or run with --params ingest.source=demo)."
 )
@@ -103,7 +130,9 @@ class CelebASource:
 
     ``kind`` is ``"folder"`` or ``"zip"``. ``images`` is the folder image members are relative to,
     or the zip file; ``image_dir`` the sub-folder holding the images (folder kind, may be ``""``);
-    ``root`` the folder the dataset was found in.
+    ``root`` the folder the dataset was found in. ``layout`` is ``"aligned"`` (``img_align_celeba``:
+    faces already aligned and cropped) or ``"wild"`` (``img_celeba``: the original photos);
+    ``bboxes`` (wild only) is ``list_bbox_celeba.txt``.
     """
 
     root: Path
@@ -113,6 +142,8 @@ class CelebASource:
     landmarks: AnnotationFile | None = None
     partitions: AnnotationFile | None = None
     identities: AnnotationFile | None = None
+    layout: str = ALIGNED
+    bboxes: AnnotationFile | None = None
 
     @property
     def location(self) -> str:
@@ -126,7 +157,8 @@ class CelebASource:
             "root": str(self.root),
             "images": str(self.images),
             "image_dir": self.image_dir,
-            **{name: (str(getattr(self, name)) if getattr(self, name) else None) for name in ANNOTATION_FILES},
+            "layout": self.layout,
+            **{name: (str(getattr(self, name)) if getattr(self, name) else None) for name in ANNOTATION_KEYS},
         }
 
 
@@ -184,20 +216,29 @@ def _zip_has_images(path: Path) -> bool:
     return any(_zip_member_ok(n) for n in _zip(path).namelist())
 
 
+def _zip_layout(path: Path) -> str:
+    """``"wild"`` when the archive's images sit in an ``img_celeba/`` folder (and none in
+    ``img_align_celeba/``), else ``"aligned"``."""
+    parents = {n.rsplit("/", 2)[-2] if n.count("/") else "" for n in _zip(path).namelist() if _zip_member_ok(n)}
+    return WILD if WILD_FOLDER in parents and IMAGE_FOLDER not in parents else ALIGNED
+
+
 def _not_found(path: Path, why: str) -> FileNotFoundError:
     return FileNotFoundError(
         f"No usable CelebA at '{path}': {why}. Looked for an '{IMAGE_FOLDER}/' folder of .jpg/.png images "
-        f"or '{IMAGE_ZIP}' there (also under 'Img/'), or the path being that folder or zip itself. "
+        f"or '{IMAGE_ZIP}' there (also under 'Img/'), the in-the-wild '{WILD_FOLDER}/' folder (or "
+        f"'{WILD_ZIP}'), or the path being that folder or zip itself. "
         + CELEBA_HELP)
 
 
-def _find_annotations(dirs: list[Path], archive: Path | None) -> dict[str, AnnotationFile | None]:
+def _find_annotations(dirs: list[Path], archive: Path | None, layout: str = ALIGNED
+                      ) -> dict[str, AnnotationFile | None]:
     found: dict[str, AnnotationFile | None] = {}
     names_in_zip: dict[str, str] = {}
     if archive is not None:
         for n in _zip(archive).namelist():
             names_in_zip.setdefault(n.rsplit("/", 1)[-1], n)
-    for key, names in ANNOTATION_FILES.items():
+    for key, names in (WILD_ANNOTATION_FILES if layout == WILD else ANNOTATION_FILES).items():
         found[key] = None
         for d in dirs:
             hit = next((d / n for n in names if (d / n).is_file()), None)
@@ -222,7 +263,11 @@ def _annotation_dirs(*bases: Path) -> list[Path]:
 
 
 def locate_celeba(path: str | Path) -> CelebASource:
-    """Resolve ``path`` (folder or zip) to a ``CelebASource``; ``FileNotFoundError`` says how to get CelebA."""
+    """Resolve ``path`` (folder or zip) to a ``CelebASource``; ``FileNotFoundError`` says how to get CelebA.
+
+    The aligned layout (``img_align_celeba``) is looked for first, then the in-the-wild one
+    (``img_celeba``); see the module doc.
+    """
     p = Path(path)
     if not p.exists():
         raise _not_found(p, "the path does not exist")
@@ -231,30 +276,33 @@ def locate_celeba(path: str | Path) -> CelebASource:
             raise _not_found(p, "it is a file but not a valid zip archive (incomplete download?)")
         if not _zip_has_images(p):
             raise _not_found(p, "the zip archive holds no .jpg/.png images")
+        layout = _zip_layout(p)
         bases = [p.parent] + ([p.parent.parent] if p.parent.name.lower() == "img" else [])
-        ann = _find_annotations(_annotation_dirs(*bases), p)
-        return CelebASource(root=p.parent, kind="zip", images=p, **ann)
+        ann = _find_annotations(_annotation_dirs(*bases), p, layout)
+        return CelebASource(root=p.parent, kind="zip", images=p, layout=layout, **ann)
 
-    for sub in (f"{IMAGE_FOLDER}/{IMAGE_FOLDER}", IMAGE_FOLDER, f"Img/{IMAGE_FOLDER}"):
-        if _dir_has_images(p / sub):
-            ann = _find_annotations(_annotation_dirs(p), None)
-            return CelebASource(root=p, kind="folder", images=p, image_dir=sub, **ann)
-    for sub in (IMAGE_ZIP, f"Img/{IMAGE_ZIP}"):
-        z = p / sub
-        if z.is_file():
-            if not zipfile.is_zipfile(z):
-                raise _not_found(p, f"'{z}' is not a valid zip archive (incomplete download?)")
-            if _zip_has_images(z):
-                ann = _find_annotations(_annotation_dirs(p, z.parent), z)
-                return CelebASource(root=p, kind="zip", images=z, **ann)
+    for folder, archive, layout in ((IMAGE_FOLDER, IMAGE_ZIP, ALIGNED), (WILD_FOLDER, WILD_ZIP, WILD)):
+        for sub in (f"{folder}/{folder}", folder, f"Img/{folder}"):
+            if _dir_has_images(p / sub):
+                ann = _find_annotations(_annotation_dirs(p), None, layout)
+                return CelebASource(root=p, kind="folder", images=p, image_dir=sub, layout=layout, **ann)
+        for sub in (archive, f"Img/{archive}"):
+            z = p / sub
+            if z.is_file():
+                if not zipfile.is_zipfile(z):
+                    raise _not_found(p, f"'{z}' is not a valid zip archive (incomplete download?)")
+                if _zip_has_images(z):
+                    ann = _find_annotations(_annotation_dirs(p, z.parent), z, layout)
+                    return CelebASource(root=p, kind="zip", images=z, layout=layout, **ann)
     if _dir_has_images(p):  # the image folder itself
         bases = [p]
-        if p.name == IMAGE_FOLDER:  # annotations sit beside the image folder
+        layout = WILD if p.name == WILD_FOLDER else ALIGNED
+        if p.name in (IMAGE_FOLDER, WILD_FOLDER):  # annotations sit beside the image folder
             bases.append(p.parent)
-            if p.parent.name in (IMAGE_FOLDER, "Img"):  # Kaggle's nested folder, Google Drive's Img/
+            if p.parent.name in (p.name, "Img"):  # Kaggle's nested folder, Google Drive's Img/
                 bases.append(p.parent.parent)
-        ann = _find_annotations(_annotation_dirs(*bases), None)
-        return CelebASource(root=p, kind="folder", images=p, image_dir="", **ann)
+        ann = _find_annotations(_annotation_dirs(*bases), None, layout)
+        return CelebASource(root=p, kind="folder", images=p, image_dir="", layout=layout, **ann)
     raise _not_found(p, "no images found there")
 
 
@@ -337,9 +385,13 @@ def decode_image(data: bytes, member: str | None = None) -> np.ndarray:
             arr = arr.astype(np.float64) / 257.0
         arr = np.rint(arr).clip(0, 255).astype(np.uint8)
         return np.repeat(arr[..., None], 3, axis=2)
-    if im.mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")
-    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    # grey (L, LA, 1), palette, CMYK (Adobe-inverted JPEGs included), YCbCr, RGBA: alpha is dropped
+    try:
+        if im.mode == "P" and "transparency" in im.info:
+            im = im.convert("RGBA")
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise UnreadableImageError(UNDECODABLE, member, f"cannot convert mode {im.mode} to RGB: {exc}") from exc
 
 
 def read_image(source: CelebASource | str | Path, member: str) -> np.ndarray:
@@ -446,7 +498,8 @@ def _parse_table(source, name: str | None, columns: list[str], kind: type, with_
 
 
 def read_landmarks(source: str | Path | bytes | AnnotationFile, name: str | None = None) -> pd.DataFrame:
-    """Parse ``list_landmarks_align_celeba.txt``: index ``image_id``, the 10 LANDMARK_COLUMNS as float."""
+    """Parse ``list_landmarks_align_celeba.txt`` (or the wild ``list_landmarks_celeba.txt``, same
+    format): index ``image_id``, the 10 LANDMARK_COLUMNS as float."""
     ids, values, _ = _parse_table(source, name, LANDMARK_COLUMNS, float, with_count=True)
     return pd.DataFrame(np.asarray(values, dtype=np.float64), index=pd.Index(ids, name="image_id"),
                         columns=LANDMARK_COLUMNS)
@@ -466,3 +519,13 @@ def read_identities(source: str | Path | bytes | AnnotationFile, name: str | Non
     """Parse ``identity_CelebA.txt``: int Series of identity numbers indexed by ``image_id``."""
     ids, values, _ = _parse_table(source, name, ["identity"], int, with_count=False)
     return pd.Series(np.asarray(values, dtype=np.int64)[:, 0], index=pd.Index(ids, name="image_id"), name="identity")
+
+
+def read_bboxes(source: str | Path | bytes | AnnotationFile, name: str | None = None) -> pd.DataFrame:
+    """Parse ``list_bbox_celeba.txt``: index ``image_id``, BBOX_COLUMNS (``x_1 y_1 width height``) as float.
+
+    Rows with a non-positive width or height are kept; callers ignore such boxes.
+    """
+    ids, values, _ = _parse_table(source, name, BBOX_COLUMNS, float, with_count=True)
+    return pd.DataFrame(np.asarray(values, dtype=np.float64), index=pd.Index(ids, name="image_id"),
+                        columns=BBOX_COLUMNS)

@@ -1,14 +1,15 @@
-"""Ingest pipeline: locate CelebA (or generate the demo) and index its usable images."""
+"""Ingest pipeline: locate CelebA (or generate the demo), index its usable images, report the counts."""
 
 from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from unmask.pipelines.ingest.nodes import index_celeba_images, locate_celeba_source
+from unmask.pipelines.ingest.nodes import index_celeba_images, locate_celeba_source, report_ingest
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """``params:ingest`` -> ``celeba_source`` -> (``celeba_index``, ``quarantine``)."""
+    """``params:ingest`` -> ``celeba_source`` -> (``celeba_index``, ``quarantine``) -> the counts
+    (``ingest_report`` JSON and ``ingest_mlflow_metrics``)."""
     return Pipeline(
         [
             Node(
@@ -22,6 +23,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["celeba_source", "params:ingest"],
                 outputs=["celeba_index", "quarantine"],
                 name="index_celeba_images_node",
+            ),
+            Node(
+                func=report_ingest,
+                inputs=["celeba_index", "quarantine"],
+                outputs=["ingest_report", "ingest_mlflow_metrics"],
+                name="report_ingest_node",
             ),
         ]
     )
