@@ -8,7 +8,15 @@ from torch import nn
 
 from unmask.imaging.grids import image_grid
 from unmask.models.data import PairedFaceDataset, tensor_to_image
-from unmask.models.devices import autocast
+from unmask.models.devices import autocast, resolve_device, resolve_precision
+
+
+def prepare_for_inference(model: nn.Module, device: str | torch.device = "auto",
+                          precision: str = "auto") -> tuple[nn.Module, torch.dtype]:
+    """Put ``model`` in eval mode on the resolved device; returns it and the dtype to pass to :func:`restore`."""
+    device = resolve_device(device) if isinstance(device, str) else device
+    dtype = resolve_precision(precision, device)
+    return model.to(device).eval(), dtype
 
 
 @torch.no_grad()
