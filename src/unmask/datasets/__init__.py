@@ -1,5 +1,24 @@
-"""Custom Kedro datasets for what kedro-datasets does not cover."""
+"""Custom Kedro datasets for what kedro-datasets does not cover.
 
-from unmask.datasets.safetensors_model import SafetensorsModelDataset
+Imported lazily (PEP 562), so that worker processes saving images never import PyTorch.
+"""
 
-__all__ = ["SafetensorsModelDataset"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ImagePartitionsDataset": "unmask.datasets.image_partitions",
+    "LazyPartitions": "unmask.datasets.lazy_partitions",
+    "PngPartition": "unmask.datasets.image_partitions",
+    "SafetensorsModelDataset": "unmask.datasets.safetensors_model",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -62,6 +62,7 @@ _SHIFT = 4  # OpenCV fixed-point bits for sub-pixel polygon coordinates
 _ONE = 1 << _SHIFT
 _SUPERSAMPLE = 4  # anti-aliasing: coverage is computed on a 4x4 grid per pixel
 _MIN_EDGE_ALPHA = 0.4
+_UNIT_UNIFORM = float(np.sqrt(12.0))  # scales uniform [-0.5, 0.5) noise to unit variance
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -413,12 +414,17 @@ def mask_coverage(mask: np.ndarray) -> float:
 
 
 def _coverage(spec: MaskSpec, x0: int, y0: int, w: int, h: int, straps: bool) -> np.ndarray:
-    """Sub-pixel coverage (float32 in [0, 1]) of the body or the straps on a ROI, by supersampling."""
+    """Sub-pixel coverage of the body or the straps on a ROI, by supersampling: uint8 counts of
+    covered sub-pixels, 0 to ``_SUPERSAMPLE**2`` (divide by that for the fraction)."""
     ss = _SUPERSAMPLE
     canvas = np.zeros((h * ss, w * ss), dtype=np.uint8)
     offset = np.array([x0, y0], dtype=np.float64)
     (_draw_straps if straps else _draw_body)(canvas, spec, float(ss), offset)
-    return cv2.resize(canvas.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+    canvas *= np.uint8(ss * ss)
+    # the mean of an ss x ss block of 0 / ss**2 values is the exact count: no float canvas needed;
+    # two 2x area reductions give the same counts as one 4x, 6x faster (OpenCV's SIMD 2x path)
+    half = cv2.resize(canvas, (2 * w, 2 * h), interpolation=cv2.INTER_AREA)
+    return cv2.resize(half, (w, h), interpolation=cv2.INTER_AREA)
 
 
 def _shading(spec: MaskSpec, X: np.ndarray, Y: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -546,51 +552,71 @@ def render_masked_face(image: np.ndarray, spec: MaskSpec) -> np.ndarray:
     x1, y1 = min(size, x0 + w + 1), min(size, y0 + h + 1)
     x0, y0 = max(0, x0 - 1), max(0, y0 - 1)
     w, h = x1 - x0, y1 - y0
-    m = mask[y0:y1, x0:x1].astype(bool)
+    # Everything below works on the list of masked pixels only (about half of the ROI, whose
+    # corners and the space between the ear loops are face): 3x faster than whole-ROI arrays.
+    idx = np.flatnonzero(mask[y0:y1, x0:x1])
+    ys, xs = np.divmod(idx, w)
 
     body = np.zeros((h, w), dtype=np.uint8)
     _draw_body(body, spec, 1.0, np.array([x0, y0], dtype=np.float64))
-    dist = cv2.distanceTransform(body, cv2.DIST_L2, 3)
+    dist = cv2.distanceTransform(body, cv2.DIST_L2, 3).take(idx)
 
-    # face-frame coordinates of every ROI pixel
-    inv = np.linalg.inv(spec.axes.T)
-    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-    rx, ry = gx - np.float32(spec.origin[0]), gy - np.float32(spec.origin[1])
-    X = (inv[0, 0] * rx + inv[0, 1] * ry).astype(np.float32)
-    Y = (inv[1, 0] * rx + inv[1, 1] * ry).astype(np.float32)
+    # face-frame coordinates of every masked pixel
+    inv = np.linalg.inv(spec.axes.T).astype(np.float32)
+    rx = (xs + x0).astype(np.float32) - np.float32(spec.origin[0])
+    ry = (ys + y0).astype(np.float32) - np.float32(spec.origin[1])
+    X = inv[0, 0] * rx + inv[0, 1] * ry
+    Y = inv[1, 0] * rx + inv[1, 1] * ry
 
     lum, second = _shading(spec, X, Y, dist)
     rng = np.random.default_rng(spec.texture_seed)
     d_px = float(np.hypot(*spec.axes[0]))
-    noise = rng.standard_normal((h, w), dtype=np.float32)
+    # zero-mean, unit-variance uniform noise: 4x cheaper to draw than normal, and once blurred
+    # into grain it is as good as Gaussian
+    field = (rng.random((h, w), dtype=np.float32) - np.float32(0.5)) * np.float32(_UNIT_UNIFORM)
+    noise = field.take(idx)
     if spec.style == "cloth" and spec.pattern == "heather":
-        grain = cv2.GaussianBlur(noise, (0, 0), 0.8)
+        grain = cv2.GaussianBlur(field, (0, 0), 0.8).take(idx)
         second = np.clip(grain * 0.6 + 0.2, 0.0, 1.0) * 0.5
         lum *= 1.0 + 0.05 * noise
     else:
         amp = {"surgical": 0.025, "n95": 0.035, "kn95": 0.02, "cloth": 0.045, "bandana": 0.04}[spec.style]
-        grain = cv2.GaussianBlur(noise, (0, 0), 0.7) if d_px > 20 else noise * 0.5
+        grain = cv2.GaussianBlur(field, (0, 0), 0.7).take(idx) if d_px > 20 else noise * 0.5
         lum *= 1.0 + amp * grain
     colour = np.asarray(spec.colour, dtype=np.float32)
     colour2 = np.asarray(spec.secondary_colour, dtype=np.float32)
-    body_rgb = (colour + (colour2 - colour) * second[..., None]) * lum[..., None]
+    # (colour + (colour2 - colour) * second) * lum, in place: (N, 3) temporaries are the cost here
+    rgb = np.multiply.outer(second, colour2 - colour)
+    rgb += colour
+    rgb *= lum[:, None]
 
-    a_body = _coverage(spec, x0, y0, w, h, straps=False)
-    layer = body_rgb * a_body[..., None]
-    alpha = a_body
+    inv_ss2 = np.float32(1.0 / _SUPERSAMPLE**2)
+    alpha = _coverage(spec, x0, y0, w, h, straps=False).take(idx) * inv_ss2
     if spec.straps:
-        a_strap = _coverage(spec, x0, y0, w, h, straps=True)
+        a_strap = _coverage(spec, x0, y0, w, h, straps=True).take(idx) * inv_ss2
         strap_lum = (1.0 - 0.2 * np.clip(np.abs(X) / 2.0, 0, 1)) * (1.0 + 0.03 * noise)
-        strap_rgb = np.asarray(spec.strap_colour, dtype=np.float32) * strap_lum[..., None]
-        layer = strap_rgb * a_strap[..., None] + layer * (1.0 - a_strap[..., None])
-        alpha = a_strap + alpha * (1.0 - a_strap)
-    # un-premultiply; a pixel of the binary map with no sub-pixel coverage takes its layer's colour
-    rgb = layer / np.maximum(alpha, 1e-6)[..., None]
-    fallback = body_rgb if not spec.straps else np.where(body.astype(bool)[..., None], body_rgb, strap_rgb)
-    rgb = np.where((alpha > 1e-3)[..., None], rgb, fallback)
-    alpha = np.clip(alpha, _MIN_EDGE_ALPHA, 1.0)[..., None]
-    roi = out[y0:y1, x0:x1]
-    blended = rgb * alpha + roi.astype(np.float32) * (1.0 - alpha)
-    blended = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    roi[m] = blended[m]
+        strap_rgb = np.multiply.outer(strap_lum, np.asarray(spec.strap_colour, dtype=np.float32))
+        on_strap = a_strap > 0
+        if on_strap.any():
+            # straps over the body: un-premultiply the two layers
+            a_s, a_b = a_strap[on_strap], alpha[on_strap]
+            weight_b = a_b * (1.0 - a_s)
+            total = a_s + weight_b
+            rgb[on_strap] = (strap_rgb[on_strap] * a_s[:, None] + rgb[on_strap] * weight_b[:, None]) / total[:, None]
+            alpha[on_strap] = total
+        # a pixel of the binary map with no sub-pixel coverage at all takes its own layer's colour
+        bare = ~on_strap & (alpha <= 1e-3) & ~body.take(idx).astype(bool)
+        rgb[bare] = strap_rgb[bare]
+    np.clip(alpha, _MIN_EDGE_ALPHA, 1.0, out=alpha)
+    pixels = out.reshape(-1, 3)
+    where = (ys + y0) * size + (xs + x0)
+    face = pixels.take(where, axis=0).astype(np.float32)
+    # face + (rgb - face) * alpha, rounded, in place
+    rgb -= face
+    rgb *= alpha[:, None]
+    rgb += face
+    np.rint(rgb, out=rgb)
+    np.clip(rgb, 0, 255, out=rgb)
+    pixels[where] = rgb.astype(np.uint8)
+    return out
     return out

@@ -70,9 +70,8 @@ def fake_celeba(monkeypatch):
         return ("located", str(path))
 
     def read_image(source, member):
-        assert source[0] == "located"
         calls["read"] += 1
-        return images[(source[1], member)]
+        return images[(str(source), member)]
 
     module = types.ModuleType("unmask.imaging.celeba")
     module.locate_celeba = locate_celeba
@@ -103,7 +102,8 @@ def test_crops_are_lazy_and_land_the_landmarks_on_the_template(fake_celeba):
         assert isinstance(crop, Image.Image) and crop.mode == "RGB" and crop.size == (64, 64)
         for point in target:
             assert np.linalg.norm(blob_centroid(np.asarray(crop), point) - point) < 0.5
-    assert fake_celeba.calls == {"locate": 1, "read": 3}  # the source is located once
+    # each crop reads its own image straight from the indexed source (no per-process source state)
+    assert fake_celeba.calls == {"locate": 0, "read": 3}
 
 
 def test_landmarks_given_for_another_image_size_are_rescaled(fake_celeba):
@@ -211,3 +211,22 @@ def test_pipeline_wiring():
     assert node.inputs == ["celeba_index", "params:faces"]
     assert node.outputs == ["face_crops", "face_landmarks"]
     assert node.func is crop_faces
+
+
+def test_worker_processes_write_the_crops_the_jobs_compute(tmp_path):
+    from unmask.datasets import ImagePartitionsDataset, LazyPartitions
+
+    folder = tmp_path / "celeba" / "img_align_celeba"
+    folder.mkdir(parents=True)
+    sets = {f"{i:06d}": rotate_about(CELEBA_MEAN, 3 * i) for i in range(1, 9)}
+    for image_id, pts in sets.items():
+        Image.fromarray(blob_image(178, 218, pts)).save(folder / f"{image_id}.png")
+    index = make_index(sets, source=str(tmp_path / "celeba"))
+    index["member"] = index["member"].str.replace(".jpg", ".png")
+    crops, _ = crop_faces(index, PARAMS)
+    assert isinstance(crops, LazyPartitions)
+    ImagePartitionsDataset(path=str(tmp_path / "crops"), workers=2, parallel_from=1, chunk_size=3).save(crops)
+    saved = ImagePartitionsDataset(path=str(tmp_path / "crops")).load()
+    assert sorted(saved) == sorted(sets)
+    for image_id, loader in saved.items():
+        np.testing.assert_array_equal(loader.read_array(), np.asarray(crops[image_id]()))

@@ -187,3 +187,100 @@ def test_pipeline_wiring():
     assert node.inputs == ["face_crops", "face_landmarks", "params:masks"]
     assert node.outputs == ["masked_faces", "mask_maps", "mask_metadata"]
     assert node.func is apply_synthetic_masks
+
+
+# --- geometry on generated faces ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generated_faces(tmp_path_factory):
+    """Faces from the project's procedural generator, written as files and aligned by the faces
+    stage, with where each face's chin really is (the lowest point of its drawn outline)."""
+    from unmask.imaging import demo_faces
+    from unmask.pipelines.faces.nodes import MATRIX_COLUMNS, crop_faces
+
+    folder = tmp_path_factory.mktemp("generated") / "img_align_celeba"
+    folder.mkdir()
+    chins, poses = [], []
+    draw_outline, pose_matrix = demo_faces._face_outline, demo_faces._pose_matrix
+
+    def outline(cx, cy, ident, chin_y, n=72):
+        chins.append((cx, chin_y))  # the outline's bottom point is (cx, chin_y), before the pose
+        return draw_outline(cx, cy, ident, chin_y, n)
+
+    def pose(rng):
+        poses.append(pose_matrix(rng))
+        return poses[-1]
+
+    rows = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(demo_faces, "_face_outline", outline)
+        patch.setattr(demo_faces, "_pose_matrix", pose)
+        for k in range(24):
+            image, points = demo_faces.render_demo_face(identity_seed=k % 8, image_seed=1000 + k)
+            image_id = f"{k + 1:06d}"
+            Image.fromarray(image).save(folder / f"{image_id}.png")
+            rows.append({"image_id": image_id, "source": str(folder.parent), "member": f"img_align_celeba/{image_id}.png",
+                         "width": image.shape[1], "height": image.shape[0], **landmarks_to_columns(points)})
+    crops, table = crop_faces(pd.DataFrame(rows), {"size": 128, "border": "reflect"})
+    chin_image = np.array([p @ [x, y, 1.0] for (x, y), p in zip(chins, poses)])
+    matrices = table[MATRIX_COLUMNS].to_numpy().reshape(-1, 2, 3)
+    chin_crop = np.einsum("nij,nj->ni", matrices[:, :, :2], chin_image) + matrices[:, :, 2]
+    return crops, table, chin_crop
+
+
+@pytest.mark.parametrize("style", MASK_STYLES)
+def test_on_generated_faces_the_mask_covers_nose_mouth_and_chin_and_leaves_the_eyes(style, generated_faces):
+    from unmask.imaging.mask_renderer import face_frame
+
+    crops, table, chins = generated_faces
+    masked, maps, meta = apply_synthetic_masks(crops, table, {"seed": 3, "styles": [style]})
+    assert set(meta["style"]) == {style}
+    size = 128
+    yy, xx = np.mgrid[0:size, 0:size]
+    for (image_id, row), chin in zip(table.set_index("image_id").iterrows(), chins):
+        points = row[[c for c in table.columns if c.endswith(("_x", "_y"))]].to_numpy(np.float64).reshape(5, 2)
+        d = face_frame(points)["d"]
+        covered = np.asarray(maps[image_id]()) > 0
+        for name, (x, y), radius in [("nose", points[2], 0.06 * d), ("left mouth corner", points[3], 0.06 * d),
+                                     ("right mouth corner", points[4], 0.06 * d), ("chin", chin, 0.06 * d)]:
+            near = (xx - x) ** 2 + (yy - y) ** 2 <= max(radius, 0.5) ** 2
+            assert covered[near].all(), f"{style} on {image_id}: the {name} is not covered"
+        for name, (x, y) in [("left eye", points[0]), ("right eye", points[1])]:
+            near = (xx - x) ** 2 + (yy - y) ** 2 <= (0.15 * d) ** 2
+            assert not covered[near].any(), f"{style} on {image_id}: the {name} is covered"
+        # and the masked face shows the mask there, not the face
+        face, out = np.asarray(crops[image_id]()), np.asarray(masked[image_id]())
+        nose = tuple(np.round(points[2]).astype(int))[::-1]
+        assert (face[nose] != out[nose]).any()
+
+
+def test_worker_processes_give_the_same_masks_metadata_and_files(tmp_path):
+    from unmask.datasets import ImagePartitionsDataset, PngPartition
+
+    def dataset(name, workers):
+        return ImagePartitionsDataset(path=str(tmp_path / name), workers=workers, parallel_from=1, chunk_size=3)
+
+    crops, table, _ = make_inputs(10)
+    dataset("face_crops", 1).save(crops)
+    saved_crops = dataset("face_crops", 1).load()
+    assert all(isinstance(v, PngPartition) for v in saved_crops.values())
+    serial = apply_synthetic_masks(saved_crops, table, {**PARAMS, "workers": 1})
+    parallel = apply_synthetic_masks(saved_crops, table, {**PARAMS, "workers": 2, "parallel_from": 1, "chunk_size": 3})
+    pd.testing.assert_frame_equal(serial[2], parallel[2])
+    for k, name in ((0, "masked_faces"), (1, "mask_maps")):
+        dataset(f"{name}_serial", 1).save(serial[k])
+        dataset(f"{name}_parallel", 2).save(parallel[k])
+        for image_id in serial[k]:
+            first = (tmp_path / f"{name}_serial" / f"{image_id}.png").read_bytes()
+            assert first == (tmp_path / f"{name}_parallel" / f"{image_id}.png").read_bytes()
+            # what was written is what the lazy job computes
+            np.testing.assert_array_equal(
+                dataset(f"{name}_parallel", 1).load()[image_id].read_array(), np.asarray(serial[k][image_id]()))
+
+
+@pytest.mark.parametrize("knob, value", [("workers", -1), ("chunk_size", 0), ("parallel_from", "x")])
+def test_bad_pool_settings_are_rejected(knob, value):
+    crops, table, _ = make_inputs(2)
+    with pytest.raises(ValueError, match=f"masks.{knob}|masks.workers"):
+        apply_synthetic_masks(crops, table, {**PARAMS, knob: value})

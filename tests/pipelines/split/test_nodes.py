@@ -55,3 +55,14 @@ def test_bad_parameters_are_rejected(override):
     metadata, index = _tables(100)
     with pytest.raises(ValueError, match="split\\."):
         split_dataset(metadata, index, {**PARAMS, **override})
+
+
+def test_without_identities_images_split_one_by_one_and_the_report_is_json():
+    import json
+
+    metadata, index = _tables(60, images_per_identity=None)  # e.g. the 9k zip: no identity_CelebA.txt
+    table, report = split_dataset(metadata, index, {**PARAMS, "test_count": 10})
+    assert report["identity_disjoint"] is False
+    assert report["counts"] == {"train": 40, "val": 10, "test": 10}
+    assert table["identity"].isna().all() and table["image_id"].is_unique
+    assert json.loads(json.dumps(report)) == report  # what the split_report JSONDataset writes

@@ -1,23 +1,25 @@
 """Faces stage: align every indexed CelebA image to a square crop with its five landmarks.
 
-The crops are produced lazily, one image at a time: ``face_crops`` maps each ``image_id`` to a
-zero-argument callable that reads the source image, warps it and returns a PIL RGB image, which
-``PartitionedDataset`` calls while saving. The landmark table is computed eagerly from the
-transforms alone (no image is read for it).
+The crops are produced lazily: ``face_crops`` maps each ``image_id`` to a :class:`FaceCrop`, a
+small picklable job that reads the source image, warps it and returns the crop when called. The
+``ImagePartitionsDataset`` of the catalog runs the jobs in worker processes, each encoding and
+writing its own PNG, so no crop is ever held in memory beyond the one being written. The landmark
+table is computed eagerly and vectorised from the transforms alone (no image is read for it).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import sys
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from unmask.imaging.alignment import BORDER_MODES, estimate_alignment, transform_points, warp_to_crop
-from unmask.imaging.landmarks import LANDMARK_COLUMNS, landmarks_to_columns
+from unmask.datasets.lazy_partitions import LazyPartitions
+from unmask.imaging.alignment import BORDER_MODES, estimate_alignments, warp_to_crop
+from unmask.imaging.landmarks import LANDMARK_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -53,47 +55,51 @@ def _floats(values: pd.DataFrame | pd.Series) -> np.ndarray:
     return np.stack([_floats(values[c]) for c in values.columns], axis=1) if len(values.columns) else np.empty((len(values), 0))
 
 
-class _SourceCache:
-    """Locates each CelebA source (folder or zip) once and reuses it for every image."""
+class FaceCrop:
+    """The aligned crop of one image, computed when called: a picklable lazy partition.
 
-    def __init__(self) -> None:
-        self._sources: dict[str, Any] = {}
+    ``source`` and ``member`` locate the image (a CelebA folder or zip and the name inside it, as in
+    ``celeba_index``); ``matrix`` is the 2x3 image->crop transform (6 floats, row-major) for an
+    image of ``frame`` = (width, height) pixels: a file of another size (a downscaled copy) has
+    the transform rescaled onto it.
+    """
 
-    def read(self, source: str, member: str) -> np.ndarray:
-        from unmask.imaging.celeba import locate_celeba, read_image  # lazy: keeps this import light
+    __slots__ = ("border", "frame", "image_id", "matrix", "member", "size", "source")
 
-        located = self._sources.get(source)
-        if located is None:
-            located = self._sources[source] = locate_celeba(source)
-        return read_image(located, member)
+    def __init__(self, image_id: str, source: str, member: str, matrix: tuple[float, ...], size: int,
+                 border: str, frame: tuple[int, int] | None) -> None:
+        self.image_id, self.source, self.member = image_id, source, member
+        self.matrix, self.size, self.border, self.frame = matrix, size, border, frame
 
+    def render_array(self) -> np.ndarray:
+        """The crop as a ``size`` x ``size`` x 3 uint8 RGB array."""
+        from unmask.imaging.celeba import read_image  # noqa: PLC0415 - keeps this module light to import
 
-def _crop_loader(
-    cache: _SourceCache,
-    image_id: str,
-    source: str,
-    member: str,
-    matrix: np.ndarray,
-    size: int,
-    border: str,
-    frame: tuple[float, float] | None,
-) -> Callable[[], Image.Image]:
-    def load() -> Image.Image:
-        image = cache.read(source, member)
-        m = matrix
-        if frame is not None:
+        image = read_image(self.source, self.member)
+        m = np.asarray(self.matrix, dtype=np.float64).reshape(2, 3)
+        if self.frame is not None:
             w, h = image.shape[1], image.shape[0]
-            if (w, h) != frame:
+            if (w, h) != self.frame:
                 # landmarks are given for the indexed (width, height): rescale them onto the file
-                fx, fy = frame[0] / w, frame[1] / h
-                m = matrix @ np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5], [0.0, 0.0, 1.0]])
-                logger.debug("%s: image is %dx%d, index says %dx%d; rescaled", image_id, w, h, *frame)
-        return Image.fromarray(warp_to_crop(image, m, size, border))
+                fx, fy = self.frame[0] / w, self.frame[1] / h
+                m = m @ np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5], [0.0, 0.0, 1.0]])
+                logger.debug("%s: image is %dx%d, index says %dx%d; rescaled", self.image_id, w, h, *self.frame)
+        return warp_to_crop(image, m, self.size, self.border)
 
-    return load
+    def __call__(self) -> Image.Image:
+        return Image.fromarray(self.render_array())
+
+    def __getstate__(self) -> tuple:
+        return self.image_id, self.source, self.member, self.matrix, self.size, self.border, self.frame
+
+    def __setstate__(self, state: tuple) -> None:
+        self.image_id, self.source, self.member, self.matrix, self.size, self.border, self.frame = state
+
+    def __repr__(self) -> str:
+        return f"FaceCrop({self.image_id!r}, {self.source!r}, {self.member!r}, size={self.size})"
 
 
-def crop_faces(celeba_index: pd.DataFrame, params: dict) -> tuple[dict[str, Callable[[], Image.Image]], pd.DataFrame]:
+def crop_faces(celeba_index: pd.DataFrame, params: dict) -> tuple[LazyPartitions[FaceCrop], pd.DataFrame]:
     """Align every indexed image to a ``size`` x ``size`` crop.
 
     Args:
@@ -103,9 +109,9 @@ def crop_faces(celeba_index: pd.DataFrame, params: dict) -> tuple[dict[str, Call
         params: the ``faces`` group: ``{"size": 256, "border": "reflect"}``.
 
     Returns:
-        ``face_crops``: ``{image_id: () -> PIL RGB crop}`` (lazy: the image is read and warped only
-        when called), and ``face_landmarks``: ``image_id``, the 10 landmark columns in crop
-        pixel coordinates, the image->crop matrix ``m00 .. m12`` and the crop ``size``.
+        ``face_crops``: ``{image_id: FaceCrop}`` (a :class:`LazyPartitions` mapping; calling a
+        ``FaceCrop`` reads and warps the image and returns the PIL RGB crop), and ``face_landmarks``: ``image_id``, the 10 landmark columns in
+        crop pixel coordinates, the image->crop matrix ``m00 .. m12`` and the crop ``size``.
 
     Raises:
         ValueError: bad parameters, missing columns, duplicate ids or degenerate landmarks
@@ -115,43 +121,43 @@ def crop_faces(celeba_index: pd.DataFrame, params: dict) -> tuple[dict[str, Call
     missing = [c for c in _REQUIRED_COLUMNS if c not in celeba_index.columns]
     if missing:
         raise ValueError(f"celeba_index lacks column(s) {missing}; it needs {_REQUIRED_COLUMNS}")
-    ids = celeba_index["image_id"].astype(str)
-    duplicated = ids[ids.duplicated()].unique().tolist()
+    ids = celeba_index["image_id"].astype(str).tolist()
+    duplicated = pd.Series(ids)[pd.Series(ids).duplicated()].unique().tolist()
     if duplicated:
         raise ValueError(f"celeba_index has duplicate image_id values, e.g. {duplicated[:5]}")
 
     points = _floats(celeba_index[LANDMARK_COLUMNS]).reshape(-1, 5, 2)
-    has_frame = "width" in celeba_index.columns and "height" in celeba_index.columns
-    widths = _floats(celeba_index["width"]) if has_frame else None
-    heights = _floats(celeba_index["height"]) if has_frame else None
-    sources = celeba_index["source"].astype(str).to_numpy()
-    members = celeba_index["member"].astype(str).to_numpy()
-
-    cache = _SourceCache()
-    crops: dict[str, Callable[[], Image.Image]] = {}
-    rows: list[dict[str, Any]] = []
-    bad: list[str] = []
-    for i, image_id in enumerate(ids):
-        try:
-            matrix = estimate_alignment(points[i], size)
-        except ValueError as err:
-            bad.append(f"{image_id} ({err})")
-            continue
-        frame = None
-        if has_frame and np.isfinite(widths[i]) and np.isfinite(heights[i]):
-            frame = (int(widths[i]), int(heights[i]))
-        crops[image_id] = _crop_loader(cache, image_id, sources[i], members[i], matrix, size, border, frame)
-        row: dict[str, Any] = {"image_id": image_id}
-        row.update(landmarks_to_columns(transform_points(points[i], matrix)))
-        row.update(dict(zip(MATRIX_COLUMNS, matrix.reshape(-1).tolist())))
-        row["size"] = size
-        rows.append(row)
+    matrices, bad = estimate_alignments(points, size)
     if bad:
+        first = [f"{ids[row]} ({reason})" for row, reason in list(bad.items())[:5]]
         raise ValueError(
             f"{len(bad)} image(s) of celeba_index have unusable landmarks; fix or drop them in the "
-            f"ingest stage. First ones: {bad[:5]}"
+            f"ingest stage. First ones: {first}"
         )
-    face_landmarks = pd.DataFrame(rows, columns=["image_id", *LANDMARK_COLUMNS, *MATRIX_COLUMNS, "size"])
-    face_landmarks["size"] = face_landmarks["size"].astype("int64")
+    # Columns, not one object per image: the jobs are made when the dataset saving them asks.
+    frames = np.full((len(ids), 2), -1, dtype=np.int64)
+    if "width" in celeba_index.columns and "height" in celeba_index.columns:
+        widths, heights = _floats(celeba_index["width"]), _floats(celeba_index["height"])
+        known = np.isfinite(widths) & np.isfinite(heights)
+        frames[known] = np.stack([widths[known], heights[known]], axis=1).astype(np.int64)
+    source_codes, source_names = pd.factorize(celeba_index["source"].astype(str))
+    source_names = [sys.intern(str(name)) for name in source_names]
+    members = celeba_index["member"].astype(str).to_numpy(dtype=str)
+    flat_matrices = matrices.reshape(len(ids), 6)
+    id_array = np.asarray(ids, dtype=str)
+
+    def crop_at(i: int) -> FaceCrop:
+        frame = (int(frames[i, 0]), int(frames[i, 1])) if frames[i, 0] >= 0 else None
+        return FaceCrop(str(id_array[i]), source_names[source_codes[i]], str(members[i]),
+                        tuple(flat_matrices[i].tolist()), size, border, frame)
+
+    crops = LazyPartitions(id_array, crop_at)
+    crop_points = np.einsum("nij,nkj->nki", matrices[:, :, :2], points) + matrices[:, None, :, 2]
+    face_landmarks = pd.DataFrame({"image_id": pd.Series(ids, dtype=object)})
+    for k, column in enumerate(LANDMARK_COLUMNS):
+        face_landmarks[column] = crop_points.reshape(len(ids), 10)[:, k]
+    for k, column in enumerate(MATRIX_COLUMNS):
+        face_landmarks[column] = matrices.reshape(len(ids), 6)[:, k]
+    face_landmarks["size"] = np.full(len(ids), size, dtype=np.int64)
     logger.info("Aligning %d faces to %dx%d crops (border=%s)", len(crops), size, size, border)
     return crops, face_landmarks

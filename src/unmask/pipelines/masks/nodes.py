@@ -2,14 +2,16 @@
 
 Each image gets its own random generator seeded from ``(masks.seed, image_id)``
 (:func:`image_seed`), so a mask is reproducible on its own, whatever the order or subset of images.
-The spec is cheap to sample, so the node samples it eagerly to fill ``mask_metadata`` (style,
-colours, coverage) and the lazy callables of ``masked_faces`` and ``mask_maps`` sample the very same
-spec again from the same seed when ``PartitionedDataset`` saves them: they always agree, and no
-per-image geometry is kept in memory in between.
+The spec is cheap to sample, so the node samples it (in worker processes, in chunks) to fill
+``mask_metadata`` (style, colours, coverage), and the lazy :class:`MaskedFace` and :class:`MaskMap`
+jobs of ``masked_faces`` and ``mask_maps`` sample the very same spec again from the same seed when
+the catalog's ``ImagePartitionsDataset`` runs them in its worker processes: they always agree, and
+no per-image geometry or pixels are kept in memory in between.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from unmask.datasets.lazy_partitions import LazyPartitions
 from unmask.imaging.landmarks import LANDMARK_COLUMNS
 from unmask.imaging.mask_renderer import (
     MASK_STYLES,
@@ -28,6 +31,7 @@ from unmask.imaging.mask_renderer import (
     render_masked_face,
     sample_mask_spec,
 )
+from unmask.parallel import map_chunks, pool_args
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +57,18 @@ def validate_masks_params(params: dict[str, Any]) -> tuple[int, list[str]]:
     return int(seed), [str(s) for s in styles]
 
 
+def _pool_settings(params: dict[str, Any], n_items: int) -> tuple[int, int]:
+    """``(workers, chunk size)`` from ``masks.workers``, ``masks.chunk_size`` and ``masks.parallel_from``."""
+    knobs = {"chunk_size": params.get("chunk_size", 256), "parallel_from": params.get("parallel_from", 200)}
+    for name, value in knobs.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"masks.{name} must be a positive integer, got {value!r}")
+    try:
+        return pool_args(n_items, params.get("workers"), int(knobs["chunk_size"]), int(knobs["parallel_from"]))
+    except ValueError as exc:
+        raise ValueError(f"masks.{exc} (fix masks.workers in conf/<env>/parameters*.yml)") from None
+
+
 def image_seed(seed: int, image_id: str) -> int:
     """Per-image seed (0 <= value < 2**63) derived from the run seed and the image id.
 
@@ -67,12 +83,19 @@ def image_seed(seed: int, image_id: str) -> int:
     return int(state >> np.uint64(1))
 
 
-def _spec_for(landmarks: np.ndarray, size: int, spec_seed: int, styles: list[str]) -> MaskSpec:
-    return sample_mask_spec(landmarks, size, np.random.default_rng(spec_seed), styles)
+def _spec_for(landmarks: np.ndarray, size: int, spec_seed: int, styles: Sequence[str]) -> MaskSpec:
+    return sample_mask_spec(landmarks, size, np.random.default_rng(spec_seed), list(styles))
 
 
 def _load_rgb(value: Any) -> np.ndarray:
-    loaded = value() if callable(value) else value
+    """Pixels of a crop: a saved partition (``read_array``), a lazy job (``render_array``), any
+    zero-argument callable returning an image, or an image."""
+    if hasattr(value, "read_array"):
+        loaded = value.read_array()
+    elif hasattr(value, "render_array"):
+        loaded = value.render_array()
+    else:
+        loaded = value() if callable(value) else value
     if isinstance(loaded, Image.Image):
         loaded = loaded.convert("RGB")
     array = np.asarray(loaded)
@@ -81,25 +104,74 @@ def _load_rgb(value: Any) -> np.ndarray:
     return np.ascontiguousarray(array[:, :, :3].astype(np.uint8, copy=False))
 
 
-def _masked_loader(crop: Any, landmarks: np.ndarray, size: int, spec_seed: int, styles: list[str], image_id: str):
-    def load() -> Image.Image:
-        image = _load_rgb(crop)
-        if image.shape[:2] != (size, size):
+class MaskedFace:
+    """The masked version of one face crop, computed when called: a picklable lazy partition."""
+
+    __slots__ = ("crop", "image_id", "landmarks", "size", "spec_seed", "styles")
+
+    def __init__(self, crop: Any, landmarks: tuple[float, ...], size: int, spec_seed: int,
+                 styles: tuple[str, ...], image_id: str) -> None:
+        self.crop, self.landmarks, self.size = crop, landmarks, size
+        self.spec_seed, self.styles, self.image_id = spec_seed, styles, image_id
+
+    def render_array(self) -> np.ndarray:
+        """The masked crop, ``size`` x ``size`` x 3 uint8 RGB."""
+        image = _load_rgb(self.crop)
+        if image.shape[:2] != (self.size, self.size):
             raise ValueError(
-                f"face crop {image_id} is {image.shape[1]}x{image.shape[0]} but face_landmarks says {size}x{size}; "
-                "re-run the faces pipeline so crops and landmarks match"
+                f"face crop {self.image_id} is {image.shape[1]}x{image.shape[0]} but face_landmarks says "
+                f"{self.size}x{self.size}; re-run the faces pipeline so crops and landmarks match"
             )
-        return Image.fromarray(render_masked_face(image, _spec_for(landmarks, size, spec_seed, styles)))
+        points = np.asarray(self.landmarks, dtype=np.float32).reshape(5, 2)
+        return render_masked_face(image, _spec_for(points, self.size, self.spec_seed, self.styles))
 
-    return load
+    def __call__(self) -> Image.Image:
+        return Image.fromarray(self.render_array())
+
+    def __getstate__(self) -> tuple:
+        return self.crop, self.landmarks, self.size, self.spec_seed, self.styles, self.image_id
+
+    def __setstate__(self, state: tuple) -> None:
+        self.crop, self.landmarks, self.size, self.spec_seed, self.styles, self.image_id = state
 
 
-def _mask_loader(landmarks: np.ndarray, size: int, spec_seed: int, styles: list[str]):
-    def load() -> Image.Image:
-        mask = rasterize_mask(_spec_for(landmarks, size, spec_seed, styles), size)
-        return Image.fromarray(mask * np.uint8(255))
+class MaskMap:
+    """The binary mask of one face (255 where the mask hides it), computed when called."""
 
-    return load
+    __slots__ = ("landmarks", "size", "spec_seed", "styles")
+
+    def __init__(self, landmarks: tuple[float, ...], size: int, spec_seed: int, styles: tuple[str, ...]) -> None:
+        self.landmarks, self.size, self.spec_seed, self.styles = landmarks, size, spec_seed, styles
+
+    def render_array(self) -> np.ndarray:
+        """``size`` x ``size`` uint8, 255 on hidden pixels and 0 elsewhere."""
+        points = np.asarray(self.landmarks, dtype=np.float32).reshape(5, 2)
+        return rasterize_mask(_spec_for(points, self.size, self.spec_seed, self.styles), self.size) * np.uint8(255)
+
+    def __call__(self) -> Image.Image:
+        return Image.fromarray(self.render_array(), mode="L")
+
+    def __getstate__(self) -> tuple:
+        return self.landmarks, self.size, self.spec_seed, self.styles
+
+    def __setstate__(self, state: tuple) -> None:
+        self.landmarks, self.size, self.spec_seed, self.styles = state
+
+
+def describe_masks(items: Sequence[tuple[str, tuple[float, ...], int, int]], styles: tuple[str, ...]) -> dict[str, list]:
+    """Metadata columns (``METADATA_COLUMNS``) of ``(image_id, landmarks, size, spec_seed)`` items."""
+    columns: dict[str, list] = {name: [] for name in METADATA_COLUMNS}
+    for image_id, landmarks, size, spec_seed in items:
+        points = np.asarray(landmarks, dtype=np.float32).reshape(5, 2)
+        try:
+            spec = _spec_for(points, size, spec_seed, styles)
+        except ValueError as err:
+            raise ValueError(f"cannot place a mask on {image_id}: {err}") from err
+        record = {"image_id": image_id, **spec.to_record(), "coverage": mask_coverage(rasterize_mask(spec, size)),
+                  "spec_seed": spec_seed}
+        for name in METADATA_COLUMNS:
+            columns[name].append(record[name])
+    return columns
 
 
 def _strip_suffix(key: str) -> str:
@@ -114,7 +186,7 @@ def apply_synthetic_masks(
     face_crops: Mapping[str, Callable[[], Image.Image]],
     face_landmarks: pd.DataFrame,
     params: dict,
-) -> tuple[dict[str, Callable[[], Image.Image]], dict[str, Callable[[], Image.Image]], pd.DataFrame]:
+) -> tuple[LazyPartitions[MaskedFace], LazyPartitions[MaskMap], pd.DataFrame]:
     """Put a seeded synthetic mask on every face crop.
 
     Args:
@@ -122,21 +194,24 @@ def apply_synthetic_masks(
             are accepted too). Keys with an image suffix (``000001.png``) are matched to their id.
         face_landmarks: ``image_id``, the 10 ``LANDMARK_COLUMNS`` in crop coordinates and the crop
             ``size`` (if that column is absent the first crop is read to find it).
-        params: the ``masks`` group ``{"seed": 0, "styles": [...]}``.
+        params: the ``masks`` group ``{"seed": 0, "styles": [...], "workers": null, ...}``.
 
     Returns:
-        ``masked_faces``: ``{image_id: () -> PIL RGB masked crop}``, ``mask_maps``:
-        ``{image_id: () -> PIL 'L' image, 255 where the mask hides the face, else 0}`` (both lazy)
-        and ``mask_metadata``: one row per image with ``image_id, style, colour, secondary_colour``
-        (hex), ``pattern, tilt`` (degrees), ``coverage`` (fraction of the crop) and ``spec_seed``
-        (``sample_mask_spec(landmarks, size, np.random.default_rng(spec_seed), styles)``
-        reproduces the mask).
+        ``masked_faces``: ``{image_id: MaskedFace}`` (a :class:`LazyPartitions` mapping; calling a
+        ``MaskedFace`` returns the PIL RGB masked crop),
+        ``mask_maps``: ``{image_id: MaskMap}`` (a PIL 'L' image, 255 where the mask hides the face,
+        else 0), both lazy, and ``mask_metadata``: one row per image with ``image_id, style,
+        colour, secondary_colour`` (hex), ``pattern, tilt`` (degrees), ``coverage`` (fraction of
+        the crop) and ``spec_seed`` (``sample_mask_spec(landmarks, size,
+        np.random.default_rng(spec_seed), styles)`` reproduces the mask).
     """
     seed, styles = validate_masks_params(params)
     missing_cols = [c for c in ["image_id", *LANDMARK_COLUMNS] if c not in face_landmarks.columns]
     if missing_cols:
         raise ValueError(f"face_landmarks lacks column(s) {missing_cols}")
-    crops_by_id = {_strip_suffix(str(k)): v for k, v in face_crops.items()}
+    crops_by_id = face_crops
+    if any(_strip_suffix(str(k)) != k for k in face_crops):
+        crops_by_id = {_strip_suffix(str(k)): v for k, v in face_crops.items()}
     ids = face_landmarks["image_id"].astype(str).tolist()
     absent = [i for i in ids if i not in crops_by_id]
     if absent:
@@ -144,7 +219,7 @@ def apply_synthetic_masks(
             f"{len(absent)} image(s) of face_landmarks have no face crop, e.g. {absent[:5]}; "
             "re-run the faces pipeline so both come from the same run"
         )
-    extra = len(set(crops_by_id) - set(ids))
+    extra = len(crops_by_id) - len(ids)  # every id has a crop (checked above) and ids are unique
     if extra:
         logger.warning("Ignoring %d face crop(s) without a face_landmarks row", extra)
 
@@ -156,24 +231,34 @@ def apply_synthetic_masks(
     else:
         sizes = np.empty(0, dtype=np.int64)
 
-    masked: dict[str, Callable[[], Image.Image]] = {}
-    maps: dict[str, Callable[[], Image.Image]] = {}
-    rows: list[dict[str, Any]] = []
-    points = face_landmarks[LANDMARK_COLUMNS].to_numpy(dtype=np.float32, na_value=np.nan).reshape(-1, 5, 2)
-    for landmarks, image_id, size in zip(points, ids, sizes):
-        size = int(size)
-        spec_seed = image_seed(seed, image_id)
-        try:
-            spec = _spec_for(landmarks, size, spec_seed, styles)
-        except ValueError as err:
-            raise ValueError(f"cannot place a mask on {image_id}: {err}") from err
-        record = {"image_id": image_id, **spec.to_record()}
-        record["coverage"] = mask_coverage(rasterize_mask(spec, size))
-        record["spec_seed"] = spec_seed
-        rows.append(record)
-        masked[image_id] = _masked_loader(crops_by_id[image_id], landmarks, size, spec_seed, styles, image_id)
-        maps[image_id] = _mask_loader(landmarks, size, spec_seed, styles)
-    metadata = pd.DataFrame(rows, columns=METADATA_COLUMNS)
+    # Columns, not one object per image: the jobs are made when the datasets saving them ask.
+    points = face_landmarks[LANDMARK_COLUMNS].to_numpy(dtype=np.float32, na_value=np.nan)
+    seeds = np.fromiter((image_seed(seed, image_id) for image_id in ids), dtype=np.uint64, count=len(ids))
+    styles_key = tuple(styles)
+    id_array = np.asarray(ids, dtype=str)
+
+    def items(rows: range) -> list[tuple[str, tuple[float, ...], int, int]]:
+        return [(str(id_array[i]), tuple(points[i].tolist()), int(sizes[i]), int(seeds[i])) for i in rows]
+
+    workers, chunk_size = _pool_settings(params, len(ids))
+    columns: dict[str, list] = {name: [] for name in METADATA_COLUMNS}
+    chunks = (items(range(start, min(start + chunk_size, len(ids)))) for start in range(0, len(ids), chunk_size))
+    for chunk_columns in map_chunks(functools.partial(describe_masks, styles=styles_key), chunks,
+                                    workers=workers, total=len(ids), desc="Sampling masks"):
+        for name in METADATA_COLUMNS:
+            columns[name].extend(chunk_columns[name])
+
+    def masked_at(i: int) -> MaskedFace:
+        image_id = str(id_array[i])
+        return MaskedFace(crops_by_id[image_id], tuple(points[i].tolist()), int(sizes[i]), int(seeds[i]),
+                          styles_key, image_id)
+
+    def map_at(i: int) -> MaskMap:
+        return MaskMap(tuple(points[i].tolist()), int(sizes[i]), int(seeds[i]), styles_key)
+
+    masked = LazyPartitions(id_array, masked_at)
+    maps = LazyPartitions(id_array, map_at)
+    metadata = pd.DataFrame(columns, columns=METADATA_COLUMNS)
     metadata["spec_seed"] = metadata["spec_seed"].astype("int64")
     metadata["coverage"] = metadata["coverage"].astype("float64")
     if len(metadata):
