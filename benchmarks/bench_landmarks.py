@@ -15,6 +15,10 @@ each image and on a masked copy of it, and prints:
   unmasked (a per-image reference), for the returned landmarks and for the raw predictor's;
 * how often the lower-face occlusion test flags clean and masked faces.
 
+The rate found by every step but the last (``dlib_hog_verified``) is the detection rate without
+that step: total minus its count. Its thresholds were chosen on images 1-600; report it on others,
+e.g. ``--offset 3000 --limit 1000 --negatives``.
+
 Masks come from :mod:`unmask.imaging.mask_renderer` (placed with the template landmarks) when it
 imports and works, otherwise from a plain opaque polygon over nose-to-chin, cheek to cheek.
 Without the zip it says so and exits with status 2. Landmarks of the shared images are not
@@ -142,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     h, w = images[0][1].shape[:2]
     mask_name, masker = make_masker(args.mask, args.seed)
     det = FaceLandmarkDetector(use_cnn=not args.no_cnn, low_threshold=args.low_threshold,
-                               occlusion_threshold=args.occlusion_threshold)
+                               occlusion_threshold=args.occlusion_threshold, verify_threshold=args.verify_threshold)
     t0 = time.perf_counter()
     det.load()
     load_s = time.perf_counter() - t0
@@ -225,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-cnn", action="store_true", help="disable the CNN fallback")
     ap.add_argument("--low-threshold", type=float, default=-0.5, help="HOG score accepted when nothing scores >= 0")
     ap.add_argument("--occlusion-threshold", type=float, default=9.0)
+    ap.add_argument("--verify-threshold", type=float, default=FaceLandmarkDetector().verify_threshold,
+                    help="lowest HOG score of the verified last step (>= --low-threshold turns it off)")
     ap.add_argument("--negatives", action="store_true", help="also count detections on rotated faces and noise")
     ap.add_argument("--occlusion-stats", action="store_true", help="print the occlusion score distributions")
     ap.add_argument("--save-masked", metavar="PNG", help="write the first 12 masked images side by side")

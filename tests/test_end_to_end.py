@@ -76,6 +76,16 @@ def test_default_pipeline_produces_model_metrics_grid_and_mlflow_run(project: Pa
     assert 0 < metrics["seconds_per_image_batch1_median"] < 60
     # The mask hides the face's lower half, so the unchanged input must be far from the truth there.
     assert metrics["input_psnr_mask"] < metrics["input_psnr"]
+    # the baselines, given the true mask, beat leaving it there; breakdowns cover every test image
+    for baseline in ("telea", "navier_stokes"):
+        assert metrics[f"{baseline}_psnr_mask"] > metrics["input_psnr_mask"]
+    assert sum(g["n_images"] for g in metrics["by_style"].values()) == 8
+    assert sum(g["n_images"] for g in metrics["by_coverage"].values()) == 8
+    assert metrics["device"] == "cpu" and metrics["device_name"]
+    report = (project / "data/08_reporting/evaluation.md").read_text()
+    assert "| Method | SSIM | PSNR (dB) |" in report and "OpenCV Telea" in report
+    per_image = pd.read_csv(project / "data/08_reporting/per_image_metrics.csv", dtype={"image_id": str})
+    assert len(per_image) == 8 and {"style", "coverage_bin", "telea_psnr_mask"} <= set(per_image.columns)
 
     assert (project / "data/08_reporting/restoration_grid.png").stat().st_size > 1000
     assert (project / "data/08_reporting/training_curves.png").exists()
@@ -91,14 +101,16 @@ def test_default_pipeline_produces_model_metrics_grid_and_mlflow_run(project: Pa
     run = runs[0]
     assert run.info.status == "FINISHED"
     assert run.data.params["train.model"] == "ra_unet"
-    assert {"test.psnr", "test.ssim", "test.psnr_mask", "test.ssim_mask", "val_loss", "train_loss"} <= set(
-        run.data.metrics
-    )
+    assert {"test.psnr", "test.ssim", "test.psnr_mask", "test.ssim_mask", "test.telea_psnr_mask",
+            "test.navier_stokes_ssim_mask", "val_loss", "train_loss"} <= set(run.data.metrics)
+    assert any(name.startswith("test.by_style.") for name in run.data.metrics)
     assert run.data.metrics["test.psnr"] == pytest.approx(metrics["psnr"])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"model", "evaluation", "training"} <= artifacts
     model_files = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "model")}
     assert {"model.safetensors", "model.json"} <= model_files
+    evaluation_files = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert {"metrics.json", "evaluation.md", "per_image_metrics.csv", "restoration_grid.png"} <= evaluation_files
 
 
 @pytest.mark.slow
@@ -117,6 +129,59 @@ def test_evaluate_alone_reuses_the_model_and_split(project: Path, default_run, f
     again = json.loads(metrics_file.read_text())
     assert again["psnr"] == pytest.approx(first_metrics["psnr"], abs=1e-6)
     assert "train_model_node" not in result.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_scores_another_checkpoint_by_parameter(project: Path, default_run, tmp_path: Path):
+    from unmask.models import build_model, save_model
+
+    other = tmp_path / "other.safetensors"
+    save_model(build_model("unet", filters=[4, 8, 16]), other)
+    reports = project / "data/08_reporting"
+    shutil.copytree(reports, tmp_path / "reports")
+    try:
+        result = _kedro(project, "--pipelines=evaluate", "--params", f"evaluate.checkpoint={other}")
+        assert result.returncode == 0, result.stderr[-8000:]
+        metrics = json.loads((reports / "metrics.json").read_text())
+        assert metrics["checkpoint"] == str(other) and metrics["architecture"] == "unet"
+    finally:  # leave the module's project as the default run made it
+        shutil.rmtree(reports)
+        shutil.copytree(tmp_path / "reports", reports)
+
+
+@pytest.mark.slow
+def test_the_notebook_runs_on_the_latest_run(project: Path, default_run, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.read(REPO / "notebooks" / "latest_run.ipynb", as_version=4)
+    monkeypatch.setenv("UNMASK_PROJECT", str(project))
+    monkeypatch.setenv("KEDRO_ENV", "tiny")
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(project)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    markdown = "".join(o["data"].get("text/markdown", "") for o in outputs if "data" in o)
+    assert "| Method | SSIM | PSNR (dB) |" in markdown
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # curves, restorations, grid
+
+
+@pytest.mark.slow
+def test_unmask_predict_finds_the_projects_model(project: Path, default_run, tmp_path: Path):
+    from unmask.imaging.landmark_detector import available
+
+    if not available():
+        pytest.skip("the face detector (dlib-bin, face_recognition_models) is not installed")
+    from matplotlib import cbook
+    from PIL import Image
+
+    photo = tmp_path / "photo.jpg"
+    Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB").resize((256, 300)).save(photo)
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
+    result = subprocess.run([sys.executable, "-m", "unmask", "predict", str(photo), "-o", str(tmp_path / "out")],
+                            cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "32x32 crops (from the training crops" in result.stderr  # faces.size of the tiny run
+    assert Image.open(tmp_path / "out" / "photo.png").size == (256, 300)
 
 
 @pytest.mark.slow

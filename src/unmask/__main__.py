@@ -1,22 +1,21 @@
-"""Entry point that makes the package runnable as ``python -m unmask`` (the Kedro project CLI)."""
+"""Entry point of the ``unmask`` console script and of ``python -m unmask``.
+
+``unmask predict INPUT... -o OUTDIR`` restores photos (:mod:`unmask.commands`); ``unmask run [options]``
+and plain ``unmask [options]`` are the project's ``kedro run``, as before.
+"""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
-from kedro.framework.cli.utils import find_run_command
-from kedro.framework.project import configure_project
+from unmask.commands import cli
 
 
 def main(*args: Any, **kwargs: Any) -> Any:
-    """Run the project's ``kedro run`` command."""
-    package_name = Path(__file__).parent.name
-    configure_project(package_name)
-    kwargs["standalone_mode"] = not hasattr(sys, "ps1")
-    run = find_run_command(package_name)
-    return run(*args, **kwargs)
+    """Run the ``unmask`` command line (``main(["--pipelines=evaluate"])`` works as with Kedro's template)."""
+    kwargs.setdefault("standalone_mode", not hasattr(sys, "ps1"))
+    return cli.main(*args, prog_name="unmask", **kwargs)
 
 
 if __name__ == "__main__":

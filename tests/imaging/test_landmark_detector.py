@@ -29,6 +29,7 @@ from unmask.imaging.landmark_detector import (
     lower_face_occlusion,
     resize_for_detection,
     to_original,
+    upper_face_evidence,
 )
 
 
@@ -321,11 +322,46 @@ def test_masked_true_forces_the_eye_based_lower_face(detector, face):
 @needs_dlib
 def test_cascade_steps_can_be_switched_off(face, reference):
     masked = cover_lower_face(face, reference.landmarks)
-    hog_only = FaceLandmarkDetector(use_cnn=False, low_threshold=0.0)
+    hog_only = FaceLandmarkDetector(use_cnn=False, low_threshold=0.0, verify_threshold=0.0)
     for d in hog_only.detect(masked):
         assert d.method == "dlib_hog"
     assert [d.method for d in hog_only.detect(face)] == ["dlib_hog"]
     assert hog_only.detect(face, max_faces=0) == []
+
+
+@needs_dlib
+def test_upper_face_evidence_separates_a_face_from_texture(face, reference):
+    skin, eyes, symmetry = upper_face_evidence(face, reference.landmarks)
+    assert skin > 0.5 and eyes > 10 and symmetry > 0.3
+    noise = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, face.shape, dtype=np.uint8), (0, 0), 3.0)
+    skin, eyes, symmetry = upper_face_evidence(noise, reference.landmarks)
+    assert skin < 0.5 and eyes < 10 and symmetry < 0.3
+
+
+@needs_dlib
+def test_the_verified_step_finds_a_masked_face_the_other_steps_miss(face, reference):
+    masked = cover_lower_face(face, reference.landmarks)
+    without = FaceLandmarkDetector(use_cnn=False, low_threshold=0.0, verify_threshold=0.0)
+    assert without.detect(masked) == []
+    found = FaceLandmarkDetector(use_cnn=False, low_threshold=0.0, verify_threshold=-0.8).detect(masked)
+    assert [d.method for d in found] == ["dlib_hog_verified"]
+    assert np.abs(found[0].landmarks[:2] - reference.landmarks[:2]).max() < 0.15 * eye_distance(reference.landmarks)
+    # a demanding check turns it off again
+    strict = FaceLandmarkDetector(use_cnn=False, low_threshold=0.0, verify_threshold=-0.8, verify_skin=1.01)
+    assert strict.detect(masked) == []
+
+
+@needs_dlib
+def test_cnn_on_a_shrunk_copy_maps_boxes_back(face):
+    full = FaceLandmarkDetector(cnn_max_side=4000)._cnn(face)
+    small = FaceLandmarkDetector(cnn_max_side=320)._cnn(face)
+    assert len(full) == len(small) == 1
+    a, b = full[0][0], small[0][0]
+    width = a.right() - a.left()
+    assert max(abs(a.left() - b.left()), abs(a.top() - b.top()), abs(a.right() - b.right()),
+               abs(a.bottom() - b.bottom())) < 0.15 * width
+    with pytest.raises(ValueError, match="cnn_max_side"):
+        FaceLandmarkDetector(cnn_max_side=50)
 
 
 def _detect_in_worker(args):

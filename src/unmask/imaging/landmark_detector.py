@@ -25,7 +25,14 @@ Cascade
    (from the same HOG run, so free). A face mask costs the HOG detector about 0.5-1 of score.
 4. ``dlib_cnn``: only when steps 2-3 found nothing, dlib's CNN detector (~15x slower; loaded on
    first use).
-5. The 68-point shape predictor runs on every box; the 5 CelebA points are the eye centres (mean
+5. ``dlib_hog_verified``: only when steps 2-4 found nothing, HOG candidates down to
+   ``verify_threshold`` (from the same HOG run) that pass an upper-face check
+   (:func:`upper_face_evidence`): in the crop aligned on the candidate's eyes, the skin between and
+   above the eyes has skin chroma, the eyes are darker than the bridge of the nose between them,
+   and the eye region is left/right symmetric. A mask hides what HOG scores most (mouth, jaw), so
+   many masked faces score between -0.5 and -1; random texture and sideways faces pass this check
+   far less often than faces do (numbers below).
+6. The 68-point shape predictor runs on every box; the 5 CelebA points are the eye centres (mean
    of points 36-41 and 42-47), the nose tip (30) and the mouth corners (48, 54).
 
 Masked faces
@@ -46,8 +53,9 @@ unmasked CelebA should pass ``masked=False``. The raw 68 points are always in
 :attr:`Detection.shape68`.
 
 Measured (89x109 CelebA sample, one core): ~150 images/s and 99.6 % found on clean faces; with
-synthetic masks ~73 % found (HOG and its lower threshold ~60 %, the CNN half of the rest) at
-~19 images/s, the CNN being the cost.
+synthetic masks ~73 % found by steps 2-4 (HOG and its lower threshold ~60 %, the CNN half of the
+rest) at ~19 images/s, the CNN being the cost. The verified step was tuned on images 1-600 and
+measured on images 3001-4000 (``benchmarks/bench_landmarks.py``): see the README for the rates.
 
 Coordinates
 -----------
@@ -77,6 +85,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from unmask.imaging.alignment import align_face
+
 __all__ = [
     "CELEBA_TEMPLATE_178x218",
     "Detection",
@@ -89,6 +99,7 @@ __all__ = [
     "model_paths",
     "resize_for_detection",
     "to_original",
+    "upper_face_evidence",
 ]
 
 INSTALL_HINT = (
@@ -132,10 +143,10 @@ class Detection:
     rectangle). ``landmarks``: (5, 2) float32 in CelebA order (left eye, right eye, nose tip, left
     mouth corner, right mouth corner; "left" = the image's left). ``score``: the detector's score
     (HOG: SVM margin, >= 0 for a confident hit; CNN: MMOD confidence); only comparable within one
-    ``method`` (``"dlib_hog"``, ``"dlib_hog_low"`` or ``"dlib_cnn"``). ``masked``: the lower face was
-    judged covered and nose/mouth come from the eyes (see the module doc). ``occlusion``: the
-    lower-face colour mismatch behind that decision (NaN when not computed). ``shape68``: the raw
-    (68, 2) float32 iBUG points of the shape predictor.
+    ``method`` (``"dlib_hog"``, ``"dlib_hog_low"``, ``"dlib_cnn"`` or ``"dlib_hog_verified"``).
+    ``masked``: the lower face was judged covered and nose/mouth come from the eyes (see the module
+    doc). ``occlusion``: the lower-face colour mismatch behind that decision (NaN when not
+    computed). ``shape68``: the raw (68, 2) float32 iBUG points of the shape predictor.
     """
 
     box: tuple[float, float, float, float]
@@ -293,6 +304,37 @@ def lower_face_occlusion(image: np.ndarray, landmarks: np.ndarray) -> float:
     return float(np.median(dist))
 
 
+# upper-face check on a 64 px crop aligned on the eyes (eyes at (24.2, 27.9) and (39.8, 27.9))
+_EVIDENCE_SIZE = 64
+_FOREHEAD = (slice(14, 24), slice(24, 40))  # between and above the eyes
+_EYES = ((slice(26, 31), slice(19, 29)), (slice(26, 31), slice(35, 45)))
+_BRIDGE = (slice(24, 32), slice(29, 35))  # between the eyes
+_SYMMETRY_BAND = (slice(8, 40), slice(8, 56))  # forehead and eyes
+# skin chroma in OpenCV's 8-bit Lab (a*, b* offset by 128): reddish and yellowish, for every skin tone
+_SKIN_A, _SKIN_B = (133, 170), (133, 185)
+
+
+def upper_face_evidence(image: np.ndarray, landmarks: np.ndarray) -> tuple[float, float, float]:
+    """``(skin, eye_contrast, symmetry)`` of the upper face in the crop aligned on the two eyes.
+
+    ``skin``: fraction of skin-chroma pixels between and above the eyes; ``eye_contrast``: how much
+    darker (8-bit grey levels) the eyes are than the bridge of the nose between them; ``symmetry``:
+    correlation of the forehead-and-eyes band with its mirror image. Only the eyes of
+    ``landmarks`` are used, so a mask over the lower face does not change it.
+    """
+    five = lower_face_from_eyes(np.asarray(landmarks, dtype=np.float64).reshape(5, 2))
+    crop, _, _ = align_face(_as_rgb(image), five, _EVIDENCE_SIZE)
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    lab = cv2.cvtColor(crop, cv2.COLOR_RGB2LAB)[_FOREHEAD].astype(np.float32)
+    a, b = lab[..., 1], lab[..., 2]
+    skin = float(np.mean((a > _SKIN_A[0]) & (a < _SKIN_A[1]) & (b > _SKIN_B[0]) & (b < _SKIN_B[1])))
+    eye_contrast = float(grey[_BRIDGE].mean() - (grey[_EYES[0]].mean() + grey[_EYES[1]].mean()) / 2)
+    band = grey[_SYMMETRY_BAND]
+    u, v = band - band.mean(), band[:, ::-1] - band.mean()
+    symmetry = float((u * v).sum() / (np.sqrt((u * u).sum() * (v * v).sum()) + 1e-6))
+    return skin, eye_contrast, symmetry
+
+
 # --------------------------------------------------------------------------------------------------
 # models
 
@@ -387,8 +429,14 @@ class FaceLandmarkDetector:
     hog_threshold, low_threshold:
         HOG score for a detection, and the lower score accepted when nothing reaches
         ``hog_threshold`` (masked faces). ``low_threshold >= hog_threshold`` disables that step.
-    use_cnn:
-        Run dlib's CNN detector when HOG finds nothing (slow: ~0.1 s on a 160x196 image).
+    use_cnn, cnn_max_side:
+        Run dlib's CNN detector when HOG finds nothing (slow: ~0.1 s on a 160x196 image, ~2 s on a
+        1024x1024 photo), on a copy shrunk to at most ``cnn_max_side`` pixels (its smallest face is
+        ~80 px there: ~130 px in a 1024 px photo).
+    verify_threshold, verify_skin, verify_eye_contrast, verify_symmetry:
+        The last step (masked faces): HOG candidates down to ``verify_threshold`` are kept when
+        :func:`upper_face_evidence` reaches all three minimums. ``verify_threshold >=
+        low_threshold`` disables that step.
     occlusion_threshold:
         Above this :func:`lower_face_occlusion` value a face counts as masked (``masked=None``).
     """
@@ -401,16 +449,28 @@ class FaceLandmarkDetector:
         hog_threshold: float = 0.0,
         low_threshold: float = -0.5,
         use_cnn: bool = True,
+        cnn_max_side: int = 640,
         occlusion_threshold: float = 9.0,
+        verify_threshold: float = -0.8,
+        verify_skin: float = 0.5,
+        verify_eye_contrast: float = 10.0,
+        verify_symmetry: float = -1.0,
     ) -> None:
         if min_side < 1 or max_side < min_side:
             raise ValueError(f"need 1 <= min_side <= max_side, got {min_side}, {max_side}")
+        if cnn_max_side < 80:
+            raise ValueError(f"cnn_max_side must be at least 80 (the CNN's smallest face), got {cnn_max_side}")
         self.min_side = int(min_side)
         self.max_side = int(max_side)
         self.hog_threshold = float(hog_threshold)
         self.low_threshold = float(low_threshold)
         self.use_cnn = bool(use_cnn)
+        self.cnn_max_side = int(cnn_max_side)
         self.occlusion_threshold = float(occlusion_threshold)
+        self.verify_threshold = float(verify_threshold)
+        self.verify_skin = float(verify_skin)
+        self.verify_eye_contrast = float(verify_eye_contrast)
+        self.verify_symmetry = float(verify_symmetry)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.__getstate__().items())
@@ -419,7 +479,9 @@ class FaceLandmarkDetector:
     # settings only: models live in the per-process cache
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in
-                ("min_side", "max_side", "hog_threshold", "low_threshold", "use_cnn", "occlusion_threshold")}
+                ("min_side", "max_side", "hog_threshold", "low_threshold", "use_cnn", "cnn_max_side",
+                 "occlusion_threshold",
+                 "verify_threshold", "verify_skin", "verify_eye_contrast", "verify_symmetry")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)
@@ -435,14 +497,42 @@ class FaceLandmarkDetector:
     def _boxes(self, img: np.ndarray) -> list[tuple[Any, float, str]]:
         hog = _model("hog")
         low = min(self.low_threshold, self.hog_threshold)
-        rects, scores, _ = hog.run(img, 0, low)
+        rects, scores, _ = hog.run(img, 0, min(low, self.verify_threshold))
         found = [(r, float(s), "dlib_hog") for r, s in zip(rects, scores) if s >= self.hog_threshold]
         if not found and self.low_threshold < self.hog_threshold:
-            found = [(r, float(s), "dlib_hog_low") for r, s in zip(rects, scores)]
+            found = [(r, float(s), "dlib_hog_low") for r, s in zip(rects, scores) if s >= low]
         if not found and self.use_cnn:
-            found = [(d.rect, float(d.confidence), "dlib_cnn") for d in _model("cnn")(img, 0)]
+            found = [(r, c, "dlib_cnn") for r, c in self._cnn(img)]
+        if not found and self.verify_threshold < low:
+            found = [(r, float(s), "dlib_hog_verified") for r, s in zip(rects, scores)
+                     if s < low and self._upper_face_passes(img, r)]
         found.sort(key=lambda t: -t[1])
         return found
+
+    def _cnn(self, img: np.ndarray) -> list[tuple[Any, float]]:
+        """The CNN detector's boxes, run on a copy shrunk to ``cnn_max_side`` (its cost grows with the pixels)."""
+        scale = min(1.0, self.cnn_max_side / max(img.shape[:2]))
+        if scale >= 1.0:
+            return [(d.rect, float(d.confidence)) for d in _model("cnn")(img, 0)]
+        small = cv2.resize(img, (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale))),
+                           interpolation=cv2.INTER_AREA)
+        dlib = _import_dlib()
+        out = []
+        for d in _model("cnn")(small, 0):
+            r = d.rect
+            out.append((dlib.rectangle(int(round(r.left() / scale)), int(round(r.top() / scale)),
+                                       int(round(r.right() / scale)), int(round(r.bottom() / scale))),
+                        float(d.confidence)))
+        return out
+
+    def _upper_face_passes(self, img: np.ndarray, rect: Any) -> bool:
+        shape = _model("shape68")(img, rect)
+        pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+        try:
+            skin, eyes, symmetry = upper_face_evidence(img, five_from_68(pts))
+        except ValueError:  # degenerate eyes
+            return False
+        return skin >= self.verify_skin and eyes >= self.verify_eye_contrast and symmetry >= self.verify_symmetry
 
     def detect(self, image: np.ndarray, *, masked: bool | None = None, max_faces: int | None = None
                ) -> list[Detection]:

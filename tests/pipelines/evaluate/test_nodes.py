@@ -1,59 +1,151 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-from unmask.models import build_model
-from unmask.pipelines.evaluate.nodes import evaluate_model, metrics_for_mlflow
+from unmask.models import build_model, save_model
+from unmask.models.metrics import masked_ssim, ssim
+from unmask.pipelines.evaluate.nodes import (
+    METHOD_PREFIXES,
+    METRIC_NAMES,
+    _ssim_and_masked_ssim,
+    comparison_grid,
+    evaluation_table,
+    metrics_for_mlflow,
+    score_test_set,
+    select_model,
+    summarise_evaluation,
+)
 
-PARAMS = {"batch_size": 4, "device": "cpu", "timing_images": 2, "grid_images": 2}
+PARAMS = {"batch_size": 4, "device": "cpu", "precision": "fp32", "timing_images": 2, "grid_images": 2,
+          "coverage_bins": [0.0, 0.3, 1.0]}
 
 
-def test_metrics_cover_whole_image_mask_and_timing(tiny_partitions):
-    p = tiny_partitions
-    model = build_model("ra_unet", filters=(4, 8))
-    metrics, per_image, figure = evaluate_model(
-        model, p["face_crops"], p["masked_faces"], p["mask_maps"], p["data_split"], PARAMS
-    )
+@pytest.fixture
+def mask_metadata(tiny_partitions):
+    ids = tiny_partitions["data_split"]["image_id"]
+    return pd.DataFrame({"image_id": ids, "style": ["surgical", "cloth"] * (len(ids) // 2), "coverage": 0.4})
+
+
+class Identity(nn.Module):
+    """Returns its input: must score exactly like the unchanged-input baseline."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, 1, 1, 1))
+
+    def forward(self, x):
+        return x
+
+
+def _evaluate(model, p, mask_metadata, params=PARAMS):
+    model, info = select_model(model, params)
+    per_image, timing = score_test_set(model, p["face_crops"], p["masked_faces"], p["mask_maps"], p["data_split"],
+                                       mask_metadata, params)
+    return per_image, summarise_evaluation(per_image, timing, info)
+
+
+def test_every_method_is_scored_with_timing_device_and_breakdowns(tiny_partitions, mask_metadata):
+    per_image, metrics = _evaluate(build_model("ra_unet", filters=(4, 8)), tiny_partitions, mask_metadata)
     assert metrics["n_images"] == 8 and len(per_image) == 8
-    for key in ("psnr", "ssim", "psnr_mask", "ssim_mask", "l1", "l1_mask", "input_psnr", "input_psnr_mask"):
-        assert math.isfinite(metrics[key]), key
-    assert metrics["seconds_per_image_batch1_median"] > 0 and metrics["device"] == "cpu"
-    # The masked input differs from the truth only inside the mask.
+    for prefix in METHOD_PREFIXES.values():
+        for name in METRIC_NAMES:
+            assert math.isfinite(metrics[prefix + name]), prefix + name
+            assert per_image[prefix + name].notna().all()
+    assert metrics["device"] == "cpu" and metrics["device_name"] and metrics["precision"] == "fp32"
+    assert metrics["seconds_per_image_batch1_median"] > 0 and metrics["telea_seconds_per_image_median"] > 0
+    assert metrics["image_size"] == 16 and metrics["architecture"] == "ra_unet" and metrics["parameters"] > 0
+    # the masked input differs from the truth only inside the mask
     assert metrics["input_psnr_mask"] < metrics["input_psnr"]
-    assert (per_image["mask_coverage"] > 0.3).all()
-    assert len(figure.axes) == 2 * 3
+    # given the mask, Telea fills a smooth gradient far better than leaving the blue patch
+    assert metrics["telea_psnr_mask"] > metrics["input_psnr_mask"] + 5
+    assert set(metrics["by_style"]) == {"surgical", "cloth"}
+    assert sum(g["n_images"] for g in metrics["by_style"].values()) == 8
+    assert set(metrics["by_coverage"]) <= {"0.00-0.30", "0.30-1.00"}
+    assert (per_image["coverage_bin"] == "0.30-1.00").all() and (per_image["mask_coverage"] > 0.3).all()
+    assert metrics["checkpoint"].startswith("trained_model")
 
 
-def test_an_identity_model_scores_like_the_unchanged_input(tiny_partitions):
+def test_an_identity_model_scores_like_the_unchanged_input(tiny_partitions, mask_metadata):
+    per_image, metrics = _evaluate(Identity(), tiny_partitions, mask_metadata)
+    for name in METRIC_NAMES:
+        assert metrics[name] == pytest.approx(metrics["input_" + name]), name
+    np.testing.assert_allclose(per_image["l1_mask"], per_image["input_l1_mask"])
+
+
+def test_ssim_from_one_float32_pass_matches_the_project_metrics():
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(3, 3, 32, 32, generator=g)
+    pred = (clean + 0.1 * torch.randn(3, 3, 32, 32, generator=g)).clamp(0, 1)
+    mask = torch.zeros(3, 1, 32, 32)
+    mask[:, :, 16:, 4:28] = 1
+    whole, in_mask = _ssim_and_masked_ssim(pred, clean, mask)
+    torch.testing.assert_close(whole, ssim(pred, clean), atol=1e-5, rtol=0)
+    torch.testing.assert_close(in_mask, masked_ssim(pred, clean, mask), atol=1e-5, rtol=0)
+
+
+def test_the_test_set_streams_in_batches(tiny_partitions, mask_metadata):
     p = tiny_partitions
-    # A model that returns its input must score exactly like the unchanged-input baseline.
-    class Identity(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.weight = nn.Parameter(torch.zeros(1))
+    loaded = []
+    masked = {k: (lambda k=k, f=f: (loaded.append(k), f())[1]) for k, f in p["masked_faces"].items()}
+    seen_at_forward = []
 
+    class Recorder(Identity):
         def forward(self, x):
+            seen_at_forward.append(len(set(loaded)))
             return x
 
-    metrics, per_image, _ = evaluate_model(
-        Identity(), p["face_crops"], p["masked_faces"], p["mask_maps"], p["data_split"], PARAMS
-    )
-    assert metrics["psnr"] == pytest.approx(metrics["input_psnr"])
-    assert metrics["ssim_mask"] == pytest.approx(metrics["input_ssim_mask"])
-    np.testing.assert_allclose(per_image["l1"], per_image["input_l1"])
+    model, _ = select_model(Recorder(), PARAMS)
+    score_test_set(model, p["face_crops"], masked, p["mask_maps"], p["data_split"], mask_metadata, PARAMS)
+    # the first batch is restored after loading one batch of images, not the whole test set
+    assert seen_at_forward[0] == PARAMS["batch_size"] < 8
 
 
-def test_metrics_for_mlflow_keeps_finite_numbers_only():
-    logged = metrics_for_mlflow({"psnr": 30.0, "device": "cpu", "bad": float("nan"), "n_images": 8})
-    assert logged == {"psnr": {"value": 30.0, "step": 0}, "n_images": {"value": 8.0, "step": 0}}
+def test_another_checkpoint_is_evaluated_by_parameter(tiny_partitions, mask_metadata, tmp_path):
+    other = build_model("unet", filters=(4, 8))
+    save_model(other, tmp_path / "other.safetensors")
+    per_image, metrics = _evaluate(build_model("ra_unet", filters=(4, 8)), tiny_partitions, mask_metadata,
+                                   {**PARAMS, "checkpoint": str(tmp_path / "other.safetensors")})
+    assert metrics["architecture"] == "unet" and metrics["checkpoint"] == str(tmp_path / "other.safetensors")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        select_model(Identity(), {**PARAMS, "checkpoint": str(tmp_path / "missing.safetensors")})
+    with pytest.raises(ValueError, match="safetensors"):
+        select_model(Identity(), {**PARAMS, "checkpoint": str(tmp_path / "model.pt")})
 
 
-@pytest.mark.parametrize("override", [{"batch_size": 0}, {"timing_images": 0}, {"grid_images": "4"}])
-def test_bad_parameters_are_rejected(tiny_partitions, override):
+def test_report_table_and_grid(tiny_partitions, mask_metadata):
     p = tiny_partitions
-    with pytest.raises(ValueError, match="evaluate\\."):
-        evaluate_model(build_model("ra_unet", filters=(4, 8)), p["face_crops"], p["masked_faces"], p["mask_maps"],
-                       p["data_split"], {**PARAMS, **override})
+    _, metrics = _evaluate(Identity(), p, mask_metadata)
+    table = evaluation_table(metrics)
+    assert "| Method | SSIM | PSNR (dB) | SSIM in mask | PSNR in mask (dB) |" in table
+    for label in ("Ours", "Masked input, unchanged", "OpenCV Telea", "OpenCV Navier-Stokes", "reported"):
+        assert label in table
+    assert "## Inside the mask, by mask style" in table and "| surgical | 4 |" in table
+    ids = ["000003", "000001"]
+    figure = comparison_grid(Identity(), p["face_crops"], p["masked_faces"], p["mask_maps"], p["data_split"],
+                             {**PARAMS, "grid_ids": ids})
+    assert len(figure.axes) == 2 * 4
+    assert [ax.get_title() for ax in figure.axes[:4]] == ["masked", "ours (blind)", "Telea (true mask)", "ground truth"]
+    assert [figure.axes[0].get_ylabel(), figure.axes[4].get_ylabel()] == ids
+    with pytest.raises(ValueError, match="not test images"):
+        comparison_grid(Identity(), p["face_crops"], p["masked_faces"], p["mask_maps"], p["data_split"],
+                        {**PARAMS, "grid_ids": ["000039"]})
+
+
+def test_metrics_for_mlflow_flattens_and_keeps_finite_numbers_only():
+    logged = metrics_for_mlflow({"psnr": 30.0, "device": "cpu", "bad": float("nan"), "n_images": 8,
+                                 "by_style": {"surgical": {"psnr_mask": 20.0}}})
+    assert logged == {"psnr": {"value": 30.0, "step": 0}, "n_images": {"value": 8.0, "step": 0},
+                      "by_style.surgical.psnr_mask": {"value": 20.0, "step": 0}}
+
+
+@pytest.mark.parametrize("override", [{"batch_size": 0}, {"timing_images": 0}, {"grid_images": "4"},
+                                      {"coverage_bins": [0.5, 0.1]}, {"dilate_px": -1}, {"batchsize": 4}])
+def test_bad_parameters_are_rejected(tiny_partitions, mask_metadata, override):
+    p = tiny_partitions
+    with pytest.raises(ValueError, match="evaluate"):
+        score_test_set(Identity(), p["face_crops"], p["masked_faces"], p["mask_maps"], p["data_split"],
+                       mask_metadata, {**PARAMS, **override})
