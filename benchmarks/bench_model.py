@@ -1,27 +1,23 @@
-"""Speed (and bf16 numerics) of the UNet / Attention UNet / RA-UNet variants.
+"""Speed (and bf16 numerics) of the UNet / Attention UNet / RA-UNet variants, through the package's own code.
 
-For each device, model, image size, precision and memory layout this prints one row:
-parameters, seconds per training step (forward + ``ssim_l1`` loss + backward + Adam step,
-batch ``--train-batch``), and inference seconds per image at batch 1 and batch 8
-(``torch.inference_mode``). It then compares the bf16 and fp32 outputs of the same network
-(max abs difference and PSNR between them, plus each one's PSNR to the target), as evidence
-that bf16 does not cost quality.
+Main table (default): for each device, model, image size and precision, one row with the
+parameter count, seconds per training step at batch ``--train-batch`` and inference seconds per
+image at each of ``--infer-batches``. The rows time exactly what the project runs:
 
-Precisions (``--dtypes``):
-  fp32       plain float32.
-  bf16       ``torch.autocast(device, torch.bfloat16)``; weights stay float32 (mixed precision).
-  bf16-full  the whole model cast with ``model.to(torch.bfloat16)``, inputs cast too
-             (inference only: Adam on bf16 weights loses small updates, so it is not timed
-             for training).
-  fp32-bf16conv  float32 tensors, but oneDNN convolutions compute in bf16
-             (``torch.backends.mkldnn.conv.fp32_precision = "bf16"``; CPU only).
-  fp16       ``torch.autocast(..., torch.float16)`` with a GradScaler (CUDA only).
+* training: ``unmask.models.training.training_step`` (forward under autocast, ``ssim_l1`` loss in
+  float32, backward, Adam step) on a model laid out as the trainer lays it out (channels_last on
+  CPU and CUDA), inside ``retain_freed_memory`` on the CPU, as the trainer does. ``bf16`` is
+  bf16 autocast with float32 weights; ``fp16`` (CUDA only) adds the GradScaler.
+* inference: ``prepare_for_inference(model, device, precision)`` then ``restore(model, x, dtype)``
+  under ``torch.inference_mode``: for bf16/fp16 the weights themselves are cast.
 
-``--proposed`` additionally times every variant with the proposed changes, so one run gives
-before/after ratios: ``net`` = the changes proposed for ``unmask/models/networks.py``, applied
-at run time by ``apply_proposed`` (the package is not edited), and ``malloc`` = glibc told to
-keep freed memory (``retained_malloc``). ``--configs`` picks single variants, e.g.
-``fp32:nchw bf16:cl:net bf16:cl:proposed``.
+``--ablation`` instead measures, in one run, each speed-up of the model code against the plain
+float32 NCHW baseline (the code before these changes) on the first model and size, and prints the
+ratios: channels_last, the dense-gradient concatenation (``InpaintingUNet.dense_concat_grads``),
+bf16 autocast, glibc malloc retention, bf16 weights for inference and ``torch.compile``.
+
+After each table, the bf16 (and fp16) outputs are compared with the fp32 output of the same
+network (max abs difference and PSNR between them, and each one's PSNR to the target).
 
 Timings: ``--warmup`` untimed calls, then the median of ``--repeats`` timed calls. On a shared
 machine other processes distort CPU timings badly (with 2 OpenMP threads on 2 cores, one busy
@@ -32,26 +28,21 @@ cores other processes used during a kept call (0.00 = the machine was ours).
 
 Examples::
 
-    python benchmarks/bench_model.py                          # ra_unet, 256, fp32+bf16, cpu+cuda
-    python benchmarks/bench_model.py --models unet attention_unet ra_unet --sizes 256 128
-    python benchmarks/bench_model.py --proposed --dtypes fp32 bf16 bf16-full
+    python benchmarks/bench_model.py                       # 3 models x 256, 128 x fp32, bf16; cpu (+cuda)
+    python benchmarks/bench_model.py --ablation            # ra_unet 256: before/after of every speed-up
     python benchmarks/bench_model.py --quick --filters 4 8 16 --sizes 32   # smoke test
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
-import ctypes
 import math
 import os
 import platform
 import statistics
 import sys
 import time
-import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,16 +51,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 try:
-    from unmask.models import build_loss, build_model, count_parameters
-    from unmask.models.networks import InpaintingUNet
+    import unmask  # noqa: F401
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from unmask.models import build_loss, build_model, count_parameters
-    from unmask.models.networks import InpaintingUNet
 
-DTYPES = ("fp32", "bf16", "bf16-full", "fp32-bf16conv", "fp16")
-LAYOUTS = ("channels_last", "contiguous")
+from unmask.models import build_loss, build_model, count_parameters
+from unmask.models.devices import keep_freed_memory, memory_format_for, release_freed_memory, retain_freed_memory
+from unmask.models.inference import prepare_for_inference, restore
+from unmask.models.training import training_step
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 CONTENDED = 0.1  # cores used by other processes during a timed call that make it void
+DEFAULT_FILTERS = (64, 128, 256, 512, 1024)
 
 
 # --------------------------------------------------------------------------- machine
@@ -175,120 +168,6 @@ def describe_machine(device: torch.device) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- proposed changes
-
-
-class _CatDenseGrads(torch.autograd.Function):
-    """``torch.cat((a, b), dim=1)`` whose backward hands each input a dense gradient.
-
-    Plain ``cat`` backward returns channel slices of the incoming gradient. In channels_last those
-    views are not dense, and two kernels that receive them have no fast strided path on the CPU:
-    ``upsample_nearest2d_backward`` (~19x slower than on a dense copy at the 256x256 level) and,
-    behind the attention gate, ``native_batch_norm_backward`` (20-30x slower). One copy each fixes it.
-    """
-
-    @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.split = a.shape[1]
-        return torch.cat((a, b), dim=1)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        fmt = torch.channels_last if grad.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-        return (grad[:, : ctx.split].contiguous(memory_format=fmt), grad[:, ctx.split :].contiguous(memory_format=fmt))
-
-
-def _unet_forward_proposed(self: InpaintingUNet, x: Tensor) -> Tensor:
-    """InpaintingUNet.forward with ``torch.cat`` -> ``_CatDenseGrads`` when gradients are on."""
-    h, w = x.shape[-2:]
-    if h % self.divisor or w % self.divisor:
-        raise ValueError(f"input height and width must be divisible by {self.divisor}; got {h}x{w}")
-    skips: list[Tensor] = []
-    for level, block in enumerate(self.encoder):
-        if level:
-            x = F.max_pool2d(x, kernel_size=2)
-        x = block(x)
-        skips.append(x)
-    d = skips.pop()
-    for step, block in enumerate(self.decoder):
-        skip = skips.pop()
-        if self.attention:
-            g = self.gate_signals[step](d)
-            skip = self.gates[step](skip, g)
-        up = F.interpolate(d, scale_factor=2, mode="nearest")
-        cat = _CatDenseGrads.apply(up, skip) if torch.is_grad_enabled() else torch.cat((up, skip), dim=1)
-        d = block(cat)
-    return torch.sigmoid(self.head_bn(self.head(d)))
-
-
-def _fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """Fold an eval-mode BatchNorm into the preceding convolution (exact up to rounding)."""
-    fused = torch.nn.utils.fusion.fuse_conv_bn_eval(conv.eval(), bn.eval())
-    if conv.weight.is_contiguous(memory_format=torch.channels_last):
-        fused = fused.to(memory_format=torch.channels_last)
-    return fused
-
-
-def apply_proposed(model: nn.Module, inference: bool) -> nn.Module:
-    """Return a copy of ``model`` with the changes proposed for networks.py applied at run time.
-
-    Training and inference: ``_unet_forward_proposed`` (dense gradients out of the decoder's
-    concatenation). Inference only (``inference=True``; eval mode): each gate's ``project`` +
-    ``bn`` and the network's ``head`` + ``head_bn`` are folded into one convolution each.
-    (Measured and left out: ``repeat_interleave`` or a broadcast view instead of
-    ``F.interpolate`` for nearest upsampling -- slower or no faster; a Conv2d in place of the
-    gate's stride-1 ConvTranspose2d -- same speed.)
-    """
-    model = copy.deepcopy(model)
-    if not isinstance(model, InpaintingUNet):
-        return model
-    model.forward = types.MethodType(_unet_forward_proposed, model)
-    if inference:
-        for gate in model.gates:
-            gate.project = _fuse_conv_bn(gate.project, gate.bn)
-            gate.bn = nn.Identity()
-        model.head = _fuse_conv_bn(model.head, model.head_bn)
-        model.head_bn = nn.Identity()
-    return model
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters from glibc's malloc.h
-
-
-def _glibc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
-        return None
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
-
-
-@contextlib.contextmanager
-def retained_malloc(enabled: bool) -> Iterator[bool]:
-    """Make glibc keep freed memory instead of returning it to the OS, for the block's duration.
-
-    glibc serves every allocation above its mmap threshold (at most 32 MiB) with a fresh mmap and
-    unmaps it on free, so each training step page-faults and zeroes its multi-GB activations
-    again (about a third of the CPU time of a bf16 step here). With ``M_MMAP_MAX = 0`` and a high
-    ``M_TRIM_THRESHOLD`` the heap keeps the pages; RSS stays near the peak. On exit the defaults
-    are put back (except glibc's dynamic threshold, which mallopt turns off for good) and the heap
-    is trimmed. The same two lines are what a training entry point would call once.
-    """
-    libc = _glibc() if enabled else None
-    if libc is None:
-        yield False
-        return
-    libc.mallopt(_M_MMAP_MAX, 0)
-    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
-    try:
-        yield True
-    finally:
-        libc.mallopt(_M_MMAP_MAX, 65536)
-        libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
-        libc.malloc_trim(0)
-
-
 # --------------------------------------------------------------------------- timing
 
 
@@ -359,99 +238,87 @@ def masked_pair(n: int, size: int, generator: torch.Generator) -> tuple[Tensor, 
     return masked, clean
 
 
+
 def applicable(dtype: str, device: torch.device) -> bool:
-    """fp16 autocast is timed on CUDA only, the oneDNN bf16-conv mode on the CPU only."""
-    if dtype == "fp16":
-        return device.type == "cuda"
-    if dtype == "fp32-bf16conv":
-        return device.type == "cpu" and hasattr(getattr(torch.backends.mkldnn, "conv", None), "fp32_precision")
-    return True
+    """fp16 is timed on CUDA only (on the CPU it is emulated and not a project setting)."""
+    return dtype != "fp16" or device.type == "cuda"
 
 
-@contextlib.contextmanager
-def _mkldnn_conv_precision(value: str) -> Iterator[None]:
-    conv = torch.backends.mkldnn.conv
-    old = conv.fp32_precision
-    conv.fp32_precision = value
-    try:
-        yield
-    finally:
-        conv.fp32_precision = old
+# --------------------------------------------------------------------------- what is timed
 
 
-def autocast_for(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
-    if dtype == "fp32-bf16conv":
-        return _mkldnn_conv_precision("bf16")
-    if dtype == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if dtype == "fp16":
-        return torch.autocast(device.type, dtype=torch.float16)
-    return contextlib.nullcontext()
+@dataclass(frozen=True)
+class TrainVariant:
+    """How a training step is set up; the defaults are what the project's trainer does."""
+
+    dtype: str = "fp32"
+    channels_last: bool = True
+    dense_concat: bool = True
+    retain_malloc: bool = True
+    label: str = ""
 
 
-def prepare(model: nn.Module, x: Tensor, device: torch.device, dtype: str, layout: str) -> tuple[nn.Module, Tensor]:
-    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    model = model.to(device, memory_format=fmt)
-    x = x.to(device).contiguous(memory_format=fmt)
-    if dtype == "bf16-full":
-        model, x = model.to(torch.bfloat16), x.to(torch.bfloat16)
-    return model, x
+@dataclass(frozen=True)
+class InferVariant:
+    """How inference is set up; ``project`` = ``prepare_for_inference`` + ``restore``."""
+
+    dtype: str = "fp32"
+    project: bool = True
+    channels_last: bool = True  # only for project=False (the project decides itself)
+    compile: bool = False
+    retain_malloc: bool = True
+    label: str = ""
 
 
-def maybe_compile(model: nn.Module, enabled: bool, freeze: bool = False) -> nn.Module:
-    """torch.compile (inductor); ``freeze`` turns on inductor freezing (constant weights: oneDNN
-    weight prepacking, conv+BN folding, conv+ReLU/add fusion), valid for inference only."""
-    if not enabled:
-        return model
-    if freeze:
-        import torch._inductor.config as inductor_config
-
-        inductor_config.freezing = True
-    return torch.compile(model)
+def new_model(name: str, filters: tuple[int, ...], seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return build_model(name, filters=filters)
 
 
-def time_training(
-    base: nn.Module, args: argparse.Namespace, device: torch.device, size: int, dtype: str, layout: str, net: bool
-) -> Timing:
+def time_training(name: str, filters: tuple[int, ...], args: argparse.Namespace, device: torch.device, size: int,
+                  variant: TrainVariant) -> Timing:
     gen = torch.Generator().manual_seed(1)
     masked, clean = masked_pair(args.train_batch, size, gen)
-    model = apply_proposed(base, inference=False) if net else copy.deepcopy(base)
-    model, x = prepare(model.train(), masked, device, dtype, layout)
-    y = clean.to(device)
-    step_model = maybe_compile(model, args.compile)
+    fmt = torch.channels_last if variant.channels_last and device.type != "mps" else torch.contiguous_format
+    model = new_model(name, filters, args.seed).to(device, memory_format=fmt).train()
+    model.dense_concat_grads = variant.dense_concat
+    x, y = masked.to(device).contiguous(memory_format=fmt), clean.to(device)
+    dtype = DTYPES[variant.dtype]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     loss_fn = build_loss("ssim_l1")
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == "fp16")
-
-    def step() -> None:
-        with autocast_for(device, dtype):
-            out = step_model(x)
-        loss = loss_fn(out.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-    timing = time_call(step, device, args.warmup, args.repeats, args.quiet_wait)
-    del model, step_model, optimizer
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    with retain_freed_memory(variant.retain_malloc and device.type == "cpu"):
+        timing = time_call(lambda: training_step(model, x, y, loss_fn, optimizer, scaler, dtype), device,
+                           args.warmup, args.repeats, args.quiet_wait)
+    del model, optimizer
     return timing
 
 
-def time_inference(
-    base: nn.Module, args: argparse.Namespace, device: torch.device, size: int, dtype: str, layout: str,
-    net: bool, batch: int,
-) -> Timing:
+def time_inference(name: str, filters: tuple[int, ...], args: argparse.Namespace, device: torch.device, size: int,
+                   variant: InferVariant, batch: int) -> Timing:
     gen = torch.Generator().manual_seed(2)
     masked, _ = masked_pair(batch, size, gen)
-    model = apply_proposed(base.eval(), inference=True) if net else copy.deepcopy(base).eval()
-    model, x = prepare(model, masked, device, dtype, layout)
-    run_model = maybe_compile(model, args.compile, freeze=args.freeze)
+    model = new_model(name, filters, args.seed)
+    if variant.project:
+        model, dtype = prepare_for_inference(model, device, variant.dtype, compile=variant.compile,
+                                             retain_memory=variant.retain_malloc)
+        x = masked.to(device)
 
-    def infer() -> None:
-        with torch.inference_mode(), autocast_for(device, dtype):
-            run_model(x)
+        def infer() -> None:
+            restore(model, x, dtype)
+    else:  # the code before these changes: a float32 model called directly, optional autocast
+        fmt = torch.channels_last if variant.channels_last else torch.contiguous_format
+        model = model.to(device, memory_format=fmt).eval()
+        x = masked.to(device).contiguous(memory_format=fmt)
+        dtype = DTYPES[variant.dtype]
 
+        def infer() -> None:
+            with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                model(x).float()
+        if variant.retain_malloc and device.type == "cpu":
+            keep_freed_memory()
     timing = time_call(infer, device, args.warmup, args.repeats, args.quiet_wait)
+    release_freed_memory()  # the next variant decides for itself
     timing.median /= batch
     return timing
 
@@ -471,57 +338,36 @@ def brief_training(model: nn.Module, size: int, steps: int, device: torch.device
     gen = torch.Generator().manual_seed(3)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = build_loss("ssim_l1")
+    scaler = torch.amp.GradScaler(device.type, enabled=False)
     model.train().to(device)
     for _ in range(steps):
         masked, clean = masked_pair(4, size, gen)
-        loss = loss_fn(model(masked.to(device)), clean.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        training_step(model, masked.to(device), clean.to(device), loss_fn, optimizer, scaler, torch.float32)
     model.eval()
 
 
-@torch.inference_mode()
-def quality_rows(base: nn.Module, args: argparse.Namespace, device: torch.device, size: int) -> list[list[str]]:
-    """bf16 (and proposed-change) outputs against the fp32 output of the same network."""
+def quality_rows(name: str, filters: tuple[int, ...], args: argparse.Namespace, device: torch.device,
+                 size: int) -> list[list[str]]:
+    """Low-precision outputs (project inference path) against the fp32 output of the same network."""
     gen = torch.Generator().manual_seed(4)
     masked, clean = masked_pair(args.quality_batch, size, gen)
-    masked, clean = masked.to(device), clean.to(device)
-    fmt = torch.channels_last if "channels_last" in args.layouts else torch.contiguous_format
-    ref_model = copy.deepcopy(base).eval().to(device, memory_format=fmt)
-    x = masked.contiguous(memory_format=fmt)
-    ref = ref_model(x).float()
-    variants: list[tuple[str, Callable[[], Tensor]]] = []
-    for dtype in args.dtypes:
-        if dtype == "fp32" or not applicable(dtype, device):
-            continue
-        if dtype == "bf16-full":
-            full = copy.deepcopy(ref_model).to(torch.bfloat16)
-            variants.append((dtype, lambda m=full: m(x.to(torch.bfloat16)).float()))
-        else:
-            variants.append((dtype, lambda d=dtype: _autocast_run(ref_model, x, device, d)))
-    if args.net_changes:
-        prop = apply_proposed(ref_model, inference=True)
-        variants.append(("fp32 proposed", lambda m=prop: m(x).float()))
-        if "bf16" in args.dtypes:
-            variants.append(("bf16 proposed", lambda m=prop: _autocast_run(m, x, device, "bf16")))
-    rows = []
+    base = new_model(name, filters, args.seed)
+    brief_training(base, size, args.quality_steps, device)
+    state = {k: v.detach().clone() for k, v in base.state_dict().items()}
+    outputs = {}
+    for dtype in ["fp32", *[d for d in args.dtypes if d != "fp32" and applicable(d, device)]]:
+        model = build_model(name, filters=filters)
+        model.load_state_dict(state)
+        model, resolved = prepare_for_inference(model, device, dtype)
+        outputs[dtype] = restore(model, masked, resolved).cpu()
+    ref = outputs.pop("fp32")
     ref_psnr = psnr_db(ref, clean)
-    for name, run in variants:
-        out = run()
-        rows.append([
-            name, f"{float((out - ref).abs().max()):.2e}", f"{float((out - ref).abs().mean()):.2e}",
-            f"{psnr_db(out, ref):.1f}", f"{ref_psnr:.2f}", f"{psnr_db(out, clean):.2f}",
-        ])
-    return rows
+    return [[dtype, f"{float((out - ref).abs().max()):.2e}", f"{float((out - ref).abs().mean()):.2e}",
+             f"{psnr_db(out, ref):.1f}", f"{ref_psnr:.2f}", f"{psnr_db(out, clean):.2f}"]
+            for dtype, out in outputs.items()]
 
 
-def _autocast_run(model: nn.Module, x: Tensor, device: torch.device, dtype: str) -> Tensor:
-    with autocast_for(device, dtype):
-        return model(x).float()
-
-
-# --------------------------------------------------------------------------- table
+# --------------------------------------------------------------------------- tables
 
 
 def fmt_s(value: float) -> str:
@@ -537,84 +383,129 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
     print("-" * len(line))
     for row in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+    print()
     sys.stdout.flush()
 
 
-FLAGS = ("net", "malloc")  # a variant's changes: networks.py proposals, glibc malloc retention
-FLAG_ALIASES = {"as-is": (), "proposed": FLAGS, "net": ("net",), "malloc": ("malloc",)}
+def _busy(timings: list[Timing]) -> str:
+    loads = [t.busy for t in timings if not math.isnan(t.busy)]
+    return f"{max(loads):.2f}" if loads else "-"
 
 
-def variant_grid(args: argparse.Namespace) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(dtype, layout, flags) triples: ``--configs`` as given, else dtypes x layouts (x as-is/proposed)."""
-    if args.configs:
-        return args.configs
-    return [(d, lay, flags) for d in args.dtypes for lay in args.layouts
-            for flags in (((), FLAGS) if args.proposed else ((),))]
+def main_table(args: argparse.Namespace, device: torch.device) -> None:
+    filters = tuple(args.filters) if args.filters else DEFAULT_FILTERS
+    header = ["device", "model", "size", "params", "dtype", f"train s/step b{args.train_batch}",
+              *[f"infer s/img b{b}" for b in args.infer_batches], "busy"]
+    rows, quality = [], []
+    for name in args.models:
+        params = f"{count_parameters(build_model(name, filters)) / 1e6:.2f}M"
+        for size in args.sizes:
+            for dtype in args.dtypes:
+                if not applicable(dtype, device):
+                    continue
+                train = Timing() if args.no_train else time_training(name, filters, args, device, size,
+                                                                      TrainVariant(dtype=dtype))
+                infer = [Timing() if args.no_infer else time_inference(name, filters, args, device, size,
+                                                                       InferVariant(dtype=dtype), b)
+                         for b in args.infer_batches]
+                row = [device.type, name, str(size), params, dtype, fmt_s(train.median),
+                       *[fmt_s(t.median) for t in infer], _busy([train, *infer])]
+                print("  ".join(row), flush=True)
+                rows.append(row)
+            if not args.no_quality:
+                quality += [[device.type, name, str(size), *q] for q in quality_rows(name, filters, args, device, size)]
+    print()
+    print_table(header, rows)
+    if quality:
+        steps = f"{args.quality_steps} fp32 Adam steps" if args.quality_steps else "random init"
+        print(f"Low precision vs fp32 outputs of the same network, project inference path ({steps}, "
+              f"{args.quality_batch} synthetic masked images; PSNR in dB, data range 1):")
+        print_table(["device", "model", "size", "dtype", "max|d|", "mean|d|", "PSNR vs fp32",
+                     "fp32 PSNR vs target", "dtype PSNR vs target"], quality)
 
 
-def variant_name(flags: tuple[str, ...]) -> str:
-    if not flags:
-        return "as-is"
-    return "proposed" if set(flags) == set(FLAGS) else "+".join(flags)
+TRAIN_ABLATION = [
+    TrainVariant("fp32", channels_last=False, dense_concat=False, retain_malloc=False, label="fp32 NCHW (before)"),
+    TrainVariant("fp32", channels_last=True, dense_concat=False, retain_malloc=False, label="fp32 channels_last"),
+    TrainVariant("fp32", channels_last=True, dense_concat=True, retain_malloc=False, label="  + dense concat grads"),
+    TrainVariant("bf16", channels_last=True, dense_concat=False, retain_malloc=False, label="bf16 autocast channels_last"),
+    TrainVariant("bf16", channels_last=True, dense_concat=True, retain_malloc=False, label="  + dense concat grads"),
+    # Last: glibc's dynamic mmap threshold stays off for the process after the first mallopt.
+    TrainVariant("fp32", label="fp32 cl + dense + malloc (project fp32)"),
+    TrainVariant("bf16", label="bf16 cl + dense + malloc (project bf16)"),
+]
+INFER_ABLATION = [
+    InferVariant("fp32", project=False, channels_last=False, retain_malloc=False, label="fp32 NCHW (before)"),
+    InferVariant("fp32", retain_malloc=False, label="fp32 channels_last"),
+    InferVariant("fp32", label="  + malloc retention (project fp32)"),
+    InferVariant("bf16", project=False, channels_last=True, retain_malloc=False, label="bf16 autocast channels_last"),
+    InferVariant("bf16", retain_malloc=False, label="bf16 weights channels_last"),
+    InferVariant("bf16", label="  + malloc retention (project bf16)"),
+    InferVariant("bf16", compile=True, label="  + torch.compile (option)"),
+]
 
 
-def _config(text: str) -> tuple[str, str, tuple[str, ...]]:
-    parts = text.split(":")
-    layouts = {"cl": "channels_last", "nchw": "contiguous"}
-    flags: list[str] = []
-    for word in (parts[2].split("+") if len(parts) == 3 else []):
-        if word not in FLAG_ALIASES:
-            flags = ["?"]
-            break
-        flags += [f for f in FLAG_ALIASES[word] if f not in flags]
-    if len(parts) not in (2, 3) or parts[0] not in DTYPES or layouts.get(parts[1], parts[1]) not in LAYOUTS \
-            or "?" in flags:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected DTYPE:LAYOUT[:VARIANT] with VARIANT as-is, proposed, net, malloc or net+malloc; "
-            "e.g. fp32:contiguous or bf16:channels_last:proposed")
-    return parts[0], layouts.get(parts[1], parts[1]), tuple(f for f in FLAGS if f in flags)
+def ablation(args: argparse.Namespace, device: torch.device) -> None:
+    name, size = args.models[0], args.sizes[0]
+    filters = tuple(args.filters) if args.filters else DEFAULT_FILTERS
+    print(f"Ablation: {name} {list(filters)} at {size}x{size} on {device.type}; ratio = baseline / variant")
+    jobs: list[tuple[str, TrainVariant | InferVariant, int]] = []
+    if not args.no_train:
+        jobs += [("train", v, args.train_batch) for v in TRAIN_ABLATION
+                 if applicable(v.dtype, device) and not (args.quick and v.dtype == "fp32" and v.channels_last)]
+    if not args.no_infer:
+        jobs += [("infer", v, b) for b in args.infer_batches for v in INFER_ABLATION if args.compile or not v.compile]
+    # Variants with malloc retention run last: the first mallopt call turns glibc's dynamic mmap
+    # threshold off for the process, and the variants without it must see glibc as it comes.
+    order = sorted(range(len(jobs)), key=lambda i: jobs[i][1].retain_malloc and device.type == "cpu")
+    timings: dict[int, Timing] = {}
+    for i in order:
+        kind, variant, batch = jobs[i]
+        if kind == "train":
+            timings[i] = time_training(name, filters, args, device, size, variant)
+        else:
+            timings[i] = time_inference(name, filters, args, device, size, variant, batch)
+        print(f"{kind} b{batch}  {variant.label}  {fmt_s(timings[i].median)}", flush=True)
+    rows, base = [], {}
+    for i, (kind, variant, batch) in enumerate(jobs):
+        t = timings[i]
+        base.setdefault((kind, batch), t.median)  # the first variant of each group is the baseline
+        what = f"train step b{batch}" if kind == "train" else f"inference s/img b{batch}"
+        label = variant.label + (f" (first call {t.first_call:.1f} s)" if getattr(variant, "compile", False) else "")
+        rows.append([what, label, fmt_s(t.median), f"{base[(kind, batch)] / t.median:.2f}x", _busy([t])])
+    print()
+    print_table(["what", "variant", "seconds", "ratio", "busy"], rows)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["ra_unet"], choices=["unet", "attention_unet", "ra_unet"])
-    p.add_argument("--sizes", nargs="+", type=int, default=[256])
-    p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=DTYPES)
+    p.add_argument("--models", nargs="+", default=["unet", "attention_unet", "ra_unet"],
+                   choices=["unet", "attention_unet", "ra_unet"])
+    p.add_argument("--sizes", nargs="+", type=int, default=[256, 128])
+    p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16", "fp16"], choices=list(DTYPES),
+                   help="fp16 is timed on CUDA only")
     p.add_argument("--devices", nargs="+", default=["cpu", "cuda"], choices=["cpu", "cuda"])
-    p.add_argument("--layouts", nargs="+", default=["channels_last"], choices=LAYOUTS,
-                   help="memory format(s); channels_last is what oneDNN and cuDNN want (default)")
-    p.add_argument("--configs", nargs="+", type=_config, default=None, metavar="DTYPE:LAYOUT[:VARIANT]",
-                   help="explicit variants instead of the dtypes x layouts grid, e.g. fp32:nchw "
-                        "bf16:cl:net bf16:cl:proposed (VARIANT: as-is, net = networks.py changes, "
-                        "malloc = glibc keeps freed memory, proposed = net+malloc)")
     p.add_argument("--filters", nargs="+", type=int, default=None, help="override filters, e.g. 4 8 16")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (median reported)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed calls first (oneDNN builds kernels on call 1)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls first (oneDNN builds kernels on call 1)")
     p.add_argument("--train-batch", type=int, default=8)
     p.add_argument("--infer-batches", nargs="+", type=int, default=[1, 8])
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: usable cores)")
-    p.add_argument("--proposed", action="store_true",
-                   help="also time each variant with the proposed changes (networks.py + malloc retention)")
-    p.add_argument("--compile", action="store_true", help="wrap the model in torch.compile (inductor)")
-    p.add_argument("--freeze", action="store_true",
-                   help="with --compile: inductor freezing for the inference models (weights as constants)")
+    p.add_argument("--ablation", action="store_true",
+                   help="before/after of each speed-up on the first model and size instead of the main table")
+    p.add_argument("--compile", action="store_true", help="with --ablation: also time torch.compile inference")
     p.add_argument("--no-train", action="store_true", help="skip the training-step timing")
     p.add_argument("--no-infer", action="store_true", help="skip the inference timing")
-    p.add_argument("--no-quality", action="store_true", help="skip the bf16-vs-fp32 output comparison")
+    p.add_argument("--no-quality", action="store_true", help="skip the low-precision-vs-fp32 output comparison")
     p.add_argument("--quality-batch", type=int, default=4)
     p.add_argument("--quality-steps", type=int, default=0,
                    help="fp32 Adam steps on the synthetic task before comparing outputs (0: random init)")
-    p.add_argument("--quiet-wait", type=float, default=60.0,
+    p.add_argument("--quiet-wait", type=float, default=30.0,
                    help="seconds to wait for other processes to leave the CPUs idle before each timed call")
     p.add_argument("--quick", action="store_true",
                    help="smoke-test subset: first model/size only, 1 repeat, 1 warm-up, batch 2, no waiting")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    if args.configs:  # the quality check follows the variants that are timed
-        args.dtypes = list(dict.fromkeys(c[0] for c in args.configs))
-        args.layouts = list(dict.fromkeys(c[1] for c in args.configs))
-        args.proposed = any(c[2] for c in args.configs)
-    args.net_changes = any("net" in flags for _, _, flags in variant_grid(args))
     if args.quick:
         args.models, args.sizes = args.models[:1], args.sizes[:1]
         args.repeats, args.warmup, args.train_batch = 1, 1, 2
@@ -629,82 +520,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    threads = args.threads or cpu_count()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(args.threads or cpu_count())
     devices = []
     for name in dict.fromkeys(args.devices):
         if name == "cuda" and not torch.cuda.is_available():
             print("cuda     : not available, skipped")
             continue
         devices.append(torch.device(name))
-    if any(d.type == "cuda" for d in devices):
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     if not devices:
         print("no device to benchmark")
         return 1
-
-    infer_cols = [f"infer s/img b{b}" for b in args.infer_batches]
-    header = ["device", "model", "size", "params", "dtype", "layout", "variant",
-              f"train s/step b{args.train_batch}", *infer_cols, "busy"]
+    if any(d.type == "cuda" for d in devices):
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     for device in devices:
         print(describe_machine(device))
-        print(f"settings : repeats {args.repeats} (median), warm-up {args.warmup}, compile {args.compile}, "
-              f"mkldnn {torch.backends.mkldnn.enabled}")
+        print(f"settings : repeats {args.repeats} (median), warm-up {args.warmup}, layout "
+              f"{'channels_last' if memory_format_for(device) == torch.channels_last else 'NCHW'}, "
+              f"command {' '.join(sys.argv[1:]) or '(defaults)'}")
         print()
-        rows: list[list[str]] = []
-        quality: list[list[str]] = []
-        for model_name in args.models:
-            filters = tuple(args.filters) if args.filters else (64, 128, 256, 512, 1024)
-            for size in args.sizes:
-                torch.manual_seed(args.seed)
-                base = build_model(model_name, filters=filters)
-                params = f"{count_parameters(base) / 1e6:.2f}M"
-                # Variants that change glibc's malloc run last: the setting cannot be fully undone.
-                grid = variant_grid(args)
-                order = sorted(range(len(grid)), key=lambda i: "malloc" in grid[i][2])
-                results: dict[int, list[str]] = {}
-                for i in order:
-                    dtype, layout, flags = grid[i]
-                    if not applicable(dtype, device):
-                        continue
-                    net = "net" in flags
-                    busy = []
-                    train = Timing()
-                    with retained_malloc("malloc" in flags):
-                        if not args.no_train and dtype != "bf16-full":
-                            train = time_training(base, args, device, size, dtype, layout, net)
-                            busy.append(train.busy)
-                        infer = []
-                        for batch in args.infer_batches:
-                            if args.no_infer:
-                                infer.append(Timing())
-                                continue
-                            infer.append(time_inference(base, args, device, size, dtype, layout, net, batch))
-                            busy.append(infer[-1].busy)
-                    busy = [b for b in busy if not math.isnan(b)]
-                    row = [device.type, model_name, str(size), params, dtype, layout,
-                           variant_name(flags), fmt_s(train.median),
-                           *[fmt_s(t.median) for t in infer], f"{max(busy):.2f}" if busy else "-"]
-                    if args.compile:
-                        firsts = [t.first_call for t in (train, *infer) if not math.isnan(t.first_call)]
-                        row[6] += f" (1st calls {'/'.join(fmt_s(f) for f in firsts)}s)"
-                    results[i] = row
-                    print("  ".join(row), flush=True)
-                rows.extend(results[i] for i in sorted(results))
-                if not args.no_quality:
-                    brief_training(base, size, args.quality_steps, device)
-                    for q in quality_rows(base, args, device, size):
-                        quality.append([device.type, model_name, str(size), *q])
-                del base
-        print()
-        print_table(header, rows)
-        if quality:
-            print()
-            print(f"bf16 vs fp32 outputs of the same network ({'random init' if not args.quality_steps else f'{args.quality_steps} fp32 Adam steps'}, "
-                  f"{args.quality_batch} synthetic masked images; PSNR in dB, data range 1):")
-            print_table(["device", "model", "size", "variant", "max|d|", "mean|d|", "PSNR vs fp32",
-                         "fp32 PSNR vs target", "variant PSNR vs target"], quality)
-        print()
+        if args.ablation:
+            ablation(args, device)
+        else:
+            main_table(args, device)
     return 0
 
 

@@ -126,3 +126,16 @@ def test_training_state_round_trip(tmp_path: Path) -> None:
     assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], exp_avg)
     with pytest.raises(FileNotFoundError):
         load_training_state(tmp_path / "missing.pt")
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = tmp_path / "m.safetensors"
+    save_model(build_model("unet", TINY), path)
+    save_training_state(tmp_path / "last.pt", {"epoch": 1})
+    for file in (path, path.with_suffix(".json"), tmp_path / "last.pt"):
+        assert stat.S_IMODE(file.stat().st_mode) == 0o666 & ~umask, file

@@ -95,3 +95,26 @@ def test_bad_filters(filters: object) -> None:
 def test_bad_channels() -> None:
     with pytest.raises(ValueError, match="in_channels"):
         build_model("unet", TINY, in_channels=0)
+
+
+def test_dense_concat_gradients_equal_plain_cat_and_are_dense() -> None:
+    torch.manual_seed(0)
+    dense = build_model("ra_unet", TINY).to(memory_format=torch.channels_last)
+    plain = build_model("ra_unet", TINY).to(memory_format=torch.channels_last)
+    plain.load_state_dict(dense.state_dict())
+    plain.dense_concat_grads = False
+    x = torch.rand(2, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    for model in (dense, plain):
+        model(x).square().mean().backward()
+    for (name, a), b in zip(dense.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+    from unmask.models.networks import concat_channels
+
+    a = torch.rand(1, 2, 4, 4).contiguous(memory_format=torch.channels_last).requires_grad_()
+    b = torch.rand(1, 3, 4, 4).contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = concat_channels(a, b)
+    assert torch.equal(out, torch.cat((a, b), dim=1))
+    out.backward(torch.rand_like(out))
+    assert a.grad.is_contiguous(memory_format=torch.channels_last)
+    assert b.grad.is_contiguous(memory_format=torch.channels_last)

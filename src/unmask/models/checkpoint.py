@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,8 @@ FORMAT_VERSION = 1
 _TRAIN_HINT = "Train a model first with `kedro run` (or only training: `kedro run --pipelines=train`)."
 
 PathLike = str | os.PathLike[str]
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # reading the umask means setting it; done once, at import
 
 
 def metadata_path(path: PathLike) -> Path:
@@ -46,10 +48,11 @@ def metadata_path(path: PathLike) -> Path:
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then move it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
         write(tmp)
+        # Writers (safetensors, mkstemp) may create owner-only files; a model is meant to be shared.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,10 +1,16 @@
+import functools
 import math
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
-from unmask.models import build_loss
+import unmask.models.training as training
+from unmask.models import build_loss, build_model
+from unmask.models.checkpoint import load_training_state
 from unmask.models.data import PairedFaceDataset
 from unmask.pipelines.train.nodes import plot_training_curves, train_model
 
@@ -13,6 +19,8 @@ PARAMS = {
     "batch_size": 8, "epochs": 3, "early_stopping_patience": 5, "device": "cpu", "precision": "fp32",
     "num_workers": 0, "seed": 0, "sample_count": 2,
 }
+# Columns that measure the machine rather than the training.
+TIMING_COLUMNS = ["train_images_per_s", "epoch_seconds"]
 
 
 def test_training_lowers_the_loss_and_returns_the_best_model(tiny_partitions):
@@ -21,10 +29,20 @@ def test_training_lowers_the_loss_and_returns_the_best_model(tiny_partitions):
     assert list(history["epoch"]) == [1, 2, 3]
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert all(math.isfinite(v) for v in history["val_psnr"])
+    assert {"learning_rate", "train_images_per_s", "val_ssim"} <= set(history.columns)
     assert model.config["filters"] == [4, 8, 16] and not model.training
     with torch.no_grad():
         out = model(torch.rand(1, 3, 16, 16))
     assert out.shape == (1, 3, 16, 16) and float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_bf16_training_follows_fp32(tiny_partitions):
+    p = tiny_partitions
+    _, bf16 = train_model(p["face_crops"], p["masked_faces"], p["data_split"], {**PARAMS, "precision": "bf16"})
+    _, fp32 = train_model(p["face_crops"], p["masked_faces"], p["data_split"], PARAMS)
+    assert bf16["train_loss"].iloc[-1] < bf16["train_loss"].iloc[0]
+    assert list(bf16["train_loss"]) == pytest.approx(list(fp32["train_loss"]), rel=0.02)
+    assert list(bf16["val_psnr"]) == pytest.approx(list(fp32["val_psnr"]), abs=0.5)
 
 
 def test_the_returned_weights_are_those_of_the_best_validation_epoch(tiny_partitions):
@@ -54,15 +72,41 @@ def test_early_stopping_stops_when_validation_does_not_improve(tiny_partitions):
     # A zero learning rate can never improve on the first epoch's validation loss.
     params = {**PARAMS, "epochs": 10, "early_stopping_patience": 2, "learning_rate": 1e-12}
     _, history = train_model(p["face_crops"], p["masked_faces"], p["data_split"], params)
-    assert len(history) < 10
+    assert len(history) == 3  # the first epoch, then two without improvement
 
 
 @pytest.mark.parametrize(
-    "override", [{"epochs": 0}, {"batch_size": "8"}, {"learning_rate": -1}, {"model": "resnet"}, {"loss": "hinge"}]
+    ("scheduler", "expected"),
+    # cosine over 4 epochs: 0.01 * (1 + cos(pi * t / 4)) / 2 for t = 0..3
+    [("cosine", [0.01, 0.0085355, 0.005, 0.0014645]), ("none", [0.01] * 4)],
 )
-def test_bad_parameters_are_rejected_before_training(tiny_partitions, override):
+def test_learning_rate_schedule_is_followed_and_logged(tiny_partitions, scheduler, expected):
     p = tiny_partitions
-    with pytest.raises(ValueError):
+    params = {**PARAMS, "epochs": 4, "scheduler": scheduler, "learning_rate": 0.01}
+    _, history = train_model(p["face_crops"], p["masked_faces"], p["data_split"], params)
+    assert list(history["learning_rate"]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_plateau_scheduler_lowers_the_rate_when_validation_stalls(tiny_partitions):
+    p = tiny_partitions
+    params = {**PARAMS, "epochs": 4, "learning_rate": 1e-6, "scheduler": "plateau", "plateau_patience": 1,
+              "plateau_factor": 0.5, "early_stopping_patience": 10}
+    _, history = train_model(p["face_crops"], p["masked_faces"], p["data_split"], params)
+    rates = list(history["learning_rate"])
+    assert rates[0] == pytest.approx(1e-6) and rates[-1] == pytest.approx(5e-7)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [({"epochs": 0}, "epochs"), ({"batch_size": "8"}, "batch_size"), ({"learning_rate": -1}, "learning_rate"),
+     ({"model": "resnet"}, "model"), ({"loss": "hinge"}, "loss"), ({"scheduler": "step"}, "scheduler"),
+     ({"precision": "int8"}, "precision"), ({"devices": 0}, "devices"), ({"resume": "yes"}, "resume"),
+     ({"lerning_rate": 1e-3}, "Unknown train parameter"), ({"filters": [4, 0]}, "filters"),
+     ({"resume": True}, "checkpoint_dir"), ({"plateau_factor": 1.5}, "plateau_factor")],
+)
+def test_bad_parameters_are_rejected_before_training(tiny_partitions, override, message):
+    p = tiny_partitions
+    with pytest.raises(ValueError, match=message):
         train_model(p["face_crops"], p["masked_faces"], p["data_split"], {**PARAMS, **override})
 
 
@@ -78,3 +122,128 @@ def test_training_curves_figure_has_three_panels():
     history = pd.DataFrame({"epoch": [1, 2], "train_loss": [1, 0.5], "val_loss": [1, 0.6],
                             "val_psnr": [10, 12], "val_ssim": [0.3, 0.4]})
     assert len(plot_training_curves(history).axes) == 3
+
+
+# --------------------------------------------------------------------------- checkpoints and resume
+
+
+def _interrupting_loss(calls_before_interrupt: int):
+    """build_loss replacement whose loss raises KeyboardInterrupt on a given call, like Ctrl-C mid-epoch."""
+    calls = {"n": 0}
+
+    def build(name, weight):
+        loss = build_loss(name, weight)
+
+        def interrupting(pred, target):
+            calls["n"] += 1
+            if calls["n"] > calls_before_interrupt:
+                raise KeyboardInterrupt
+            return loss(pred, target)
+
+        return interrupting
+
+    return build
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tiny_partitions, tmp_path, monkeypatch):
+    p = tiny_partitions
+    # Cosine schedule and flips on, so the scheduler state and the epoch's order and flips must all
+    # come back right for the weights to match.
+    params = {**PARAMS, "epochs": 4, "scheduler": "cosine", "flip": True, "learning_rate": 5e-3}
+    full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
+    reference, reference_history = train_model(
+        p["face_crops"], p["masked_faces"], p["data_split"], {**params, "checkpoint_dir": str(full_dir)})
+
+    # 24 train images at batch 8 = 3 loss calls per epoch, plus 1 for validation: stop in epoch 3.
+    monkeypatch.setattr(training, "build_loss", _interrupting_loss(2 * 4 + 2))
+    with pytest.raises(KeyboardInterrupt):
+        train_model(p["face_crops"], p["masked_faces"], p["data_split"], {**params, "checkpoint_dir": str(cut_dir)})
+    monkeypatch.undo()
+    assert load_training_state(cut_dir / "last.pt")["epoch"] == 2
+    assert not [f for f in cut_dir.iterdir() if f.name != "last.pt"]  # no temporary files left behind
+
+    resumed, resumed_history = train_model(
+        p["face_crops"], p["masked_faces"], p["data_split"], {**params, "checkpoint_dir": str(cut_dir), "resume": True})
+    for key, value in reference.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+    pd.testing.assert_frame_equal(resumed_history.drop(columns=TIMING_COLUMNS),
+                                  reference_history.drop(columns=TIMING_COLUMNS))
+    full, cut = load_training_state(full_dir / "last.pt"), load_training_state(cut_dir / "last.pt")
+    assert cut["epoch"] == full["epoch"] == 4
+    for key, value in full["model"].items():
+        assert torch.equal(cut["model"][key], value), key
+    assert cut["scheduler"] == full["scheduler"]
+    for index, state in full["optimizer"]["state"].items():
+        assert torch.equal(cut["optimizer"]["state"][index]["exp_avg_sq"], state["exp_avg_sq"])
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings_and_continues_a_finished_run(tiny_partitions, tmp_path):
+    p = tiny_partitions
+    params = {**PARAMS, "epochs": 1, "checkpoint_dir": str(tmp_path)}
+    first, _ = train_model(p["face_crops"], p["masked_faces"], p["data_split"], params)
+    with pytest.raises(ValueError, match=r"filters: checkpoint \[4, 8, 16\], now \[4, 8, 32\]"):
+        train_model(p["face_crops"], p["masked_faces"], p["data_split"],
+                    {**params, "filters": [4, 8, 32], "resume": True})
+    # Asking for more epochs continues the finished run from its checkpoint.
+    _, history = train_model(p["face_crops"], p["masked_faces"], p["data_split"],
+                             {**params, "epochs": 2, "resume": True})
+    assert list(history["epoch"]) == [1, 2]
+    assert load_training_state(tmp_path / "last.pt")["epoch"] == 2
+
+
+# --------------------------------------------------------------------------- DistributedDataParallel
+
+
+def _recording_load(array: np.ndarray, image_id: str, log_dir: str) -> Image.Image:
+    """An image loader that notes which DDP rank asked for which image (runs in the spawned workers)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        with open(Path(log_dir) / f"rank{dist.get_rank()}.txt", "a") as log:
+            log.write(image_id + "\n")
+    return Image.fromarray(array)
+
+
+def test_ddp_on_two_cpu_processes_splits_the_data_and_returns_rank_0s_weights(tiny_partitions, tmp_path,
+                                                                                monkeypatch):
+    p = tiny_partitions
+    log_dir = tmp_path / "loads"
+    log_dir.mkdir()
+    # Spawned workers unpickle their data, so the loaders must be importable functions, not lambdas.
+    crops = {i: functools.partial(_recording_load, np.array(load()), i, str(log_dir)) for i, load in p["face_crops"].items()}
+    masked = {i: functools.partial(_recording_load, np.array(load()), i, str(log_dir))
+              for i, load in p["masked_faces"].items()}
+    collected = {}
+
+    def spy(scratch, world):
+        collected["ranks"] = original(scratch, world)
+        return collected["ranks"]
+
+    original = training._collect_rank_results
+    monkeypatch.setattr(training, "_collect_rank_results", spy)
+    params = {**PARAMS, "epochs": 1, "devices": 2, "checkpoint_dir": str(tmp_path / "ckpt")}
+    model, history = train_model(crops, masked, p["data_split"], params)
+
+    train_ids = set(p["data_split"].query("split == 'train'")["image_id"])
+    seen = {r: set((log_dir / f"rank{r}.txt").read_text().split()) & train_ids for r in (0, 1)}
+    assert seen[0] and seen[1] and not seen[0] & seen[1]
+    assert seen[0] | seen[1] == train_ids
+    assert len(history) == 1 and math.isfinite(history["val_loss"].iloc[0])
+
+    rank0, rank1 = collected["ranks"]
+    assert set(rank0["first_epoch_ids"]) == seen[0] and set(rank1["first_epoch_ids"]) == seen[1]
+    returned = model.state_dict()
+    for key, value in rank0["best_state"].items():
+        assert torch.equal(returned[key], value), key
+    # Parameters are kept in sync by DDP, BatchNorm running statistics are each rank's own: the
+    # returned ones must be rank 0's (the only place where the ranks' weights can differ).
+    buffers = [k for k in returned if "running_mean" in k]
+    assert any(not torch.equal(rank0["final_state"][k], rank1["final_state"][k]) for k in buffers)
+    for key in buffers:
+        assert torch.equal(returned[key], rank0["final_state"][key]), key
+    torch.manual_seed(PARAMS["seed"])  # the initial weights the run started from
+    untrained = build_model("ra_unet", (4, 8, 16)).state_dict()
+    assert not torch.equal(returned["head.weight"], untrained["head.weight"])
+    checkpoint = load_training_state(tmp_path / "ckpt" / "last.pt")
+    for key, value in checkpoint["model"].items():
+        assert torch.equal(value, rank0["final_state"][key]), key
