@@ -22,8 +22,8 @@ def prepare_for_inference(model: nn.Module, device: str | torch.device = "auto",
     """Make ``model`` ready for :func:`restore` (in place): device, eval mode, layout and precision.
 
     Returns the model and the dtype to pass to :func:`restore`. For bf16/fp16 the weights
-    themselves are cast (no autocast round trips: 0.094 s instead of 0.112 s per 256x256 image on
-    this 2-core AMX CPU); inference never updates weights, so nothing is lost beyond the rounding
+    themselves are cast (no autocast round trips: 0.101 s instead of 0.113 s per 256x256 image at
+    batch 1 on this 2-core AMX CPU); inference never updates weights, so nothing is lost beyond the rounding
     autocast does anyway. ``compile`` wraps the result in ``torch.compile`` (faster after a slow
     first call per input shape). On the CPU, ``retain_memory`` makes glibc keep freed memory for
     the rest of the process (:func:`~unmask.models.devices.keep_freed_memory`; 1.35x at batch 8
