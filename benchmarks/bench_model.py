@@ -56,7 +56,7 @@ except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from unmask.models import build_loss, build_model, count_parameters
-from unmask.models.devices import keep_freed_memory, memory_format_for, release_freed_memory, retain_freed_memory
+from unmask.models.devices import cpu_name, keep_freed_memory, memory_format_for, release_freed_memory, retain_freed_memory
 from unmask.models.inference import prepare_for_inference, restore
 from unmask.models.training import training_step
 
@@ -74,17 +74,6 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name, from /proc/cpuinfo where available."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_flags() -> set[str]:
@@ -158,7 +147,7 @@ def describe_machine(device: torch.device) -> str:
     flags = cpu_flags()
     isa = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_fp16") if name in flags]
     lines = [
-        f"CPU      : {cpu_model()} ({cpu_count()} usable cores; torch threads {torch.get_num_threads()}, "
+        f"CPU      : {cpu_name()} ({cpu_count()} usable cores; torch threads {torch.get_num_threads()}, "
         f"ISA {' '.join(isa) or 'unknown'}; torch sees {torch.backends.cpu.get_cpu_capability()})",
         f"torch    : {torch.__version__} (oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}, "
         f"python {platform.python_version()}, {platform.system()} {platform.release()})",

@@ -17,6 +17,7 @@ import ctypes
 import platform
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import ContextManager
 
 import torch
@@ -184,3 +185,23 @@ def retain_freed_memory(enabled: bool = True) -> Iterator[bool]:
     finally:
         if not _kept_for_process:
             _settle(libc)
+
+
+def cpu_name() -> str:
+    """The CPU's marketing name, from /proc/cpuinfo where available."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    """A readable name for ``device``: the GPU's or the CPU's model, else the device type."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        return cpu_name()
+    return device.type

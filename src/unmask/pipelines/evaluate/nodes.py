@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import platform
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -31,7 +30,7 @@ from unmask.imaging.classical_inpainting import INPAINT_METHODS, inpaint_with_ma
 from unmask.imaging.grids import image_grid
 from unmask.models import count_parameters, load_model
 from unmask.models.data import PairedFaceDataset, image_to_tensor, tensor_to_image
-from unmask.models.devices import precision_name
+from unmask.models.devices import device_name, precision_name
 from unmask.models.inference import prepare_for_inference, restore
 from unmask.models.metrics import masked_mae, masked_psnr, mean_absolute_error, psnr
 
@@ -201,20 +200,6 @@ def _seconds_per_baseline(samples: list[tuple[torch.Tensor, ...]], settings: dic
     return timings
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "cpu":
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-        except OSError:
-            pass
-        return platform.processor() or platform.machine()
-    return device.type
-
-
 def score_test_set(
     evaluation_model: nn.Module,
     face_crops: Mapping[str, Callable],
@@ -269,7 +254,7 @@ def score_test_set(
         "batch_size": s["batch_size"],
         **{f"{METHOD_PREFIXES[m]}seconds_per_image_median": float(np.median(v)) for m, v in per_baseline.items()},
         "device": device.type if device.index is None else f"{device.type}:{device.index}",
-        "device_name": _device_name(device),
+        "device_name": device_name(device),
         "precision": precision_name(dtype),
         "threads": torch.get_num_threads(),
         "image_size": int(timing_samples[0][0].shape[-1]),
