@@ -25,6 +25,7 @@ from unmask.imaging.celeba import (
     read_image_size,
     read_landmarks,
     read_partitions,
+    aligned_face_region,
     template_landmarks,
 )
 from unmask.imaging.demo_faces import generate_demo_celeba
@@ -274,6 +275,17 @@ def test_zip_threads_and_fork(demo, tmp_path, monkeypatch):
     monkeypatch.setattr(celeba.os, "getpid", lambda: -12345)  # as in a forked DataLoader worker
     assert celeba._zip(zip_path) is not first
     assert np.array_equal(read_image(src, members[0]), serial[0])
+
+
+def test_aligned_face_region_holds_the_template_and_stays_in_the_image():
+    x0, y0, x1, y1 = aligned_face_region(178, 218, 0.1)
+    pts = template_landmarks(178, 218)
+    assert (pts[:, 0] > x0).all() and (pts[:, 0] < x1).all() and (pts[:, 1] > y0).all() and (pts[:, 1] < y1).all()
+    bx0, by0, bx1, by1 = aligned_face_region(178, 218, 0.0)
+    assert x0 < bx0 and y0 < by0 and x1 > bx1 and y1 > by1  # the margin grows it
+    assert aligned_face_region(89, 109, 5.0) == (-0.5, -0.5, 88.5, 108.5)  # clipped to the image edges
+    with pytest.raises(ValueError, match="margin"):
+        aligned_face_region(89, 109, -0.1)
 
 
 def test_template_landmarks():

@@ -378,3 +378,26 @@ def test_detector_works_in_a_spawned_worker_process(detector, face, reference):
         there = pool.submit(_detect_in_worker, (detector, small)).result(timeout=120)
     assert len(there) == len(here) == 1
     np.testing.assert_allclose(there[0], here[0], atol=1e-4)
+
+
+@needs_dlib
+@pytest.mark.parametrize("width", [89, 600])
+def test_detect_in_region_finds_the_face_where_it_is_and_nothing_elsewhere(detector, face, reference, width):
+    """The window search returns the whole-image detection's face in whole-image pixels; a window
+    without the face finds nothing (the caller then runs the full cascade)."""
+    h, w = face.shape[:2]
+    height = int(round(h * width / w))
+    img = cv2.resize(face, (width, height), interpolation=cv2.INTER_AREA) if width != w else face
+    full = detector.detect_one(img, masked=False)
+    assert full is not None
+    x0, y0, x1, y1 = full.box
+    m = 0.15 * (x1 - x0)
+    found = detector.detect_in_region(img, (x0 - m, y0 - m, x1 + m, y1 + m), masked=False)
+    assert len(found) == 1
+    got = found[0]
+    assert got.method in ("dlib_hog", "dlib_hog_low")
+    assert np.abs(got.landmarks - full.landmarks).max() < 0.1 * eye_distance(full.landmarks)
+    assert np.abs(np.subtract(got.box, full.box)).max() < 0.2 * (x1 - x0)
+    # a corner strip away from the face
+    assert detector.detect_in_region(img, (-0.5, -0.5, 0.2 * width, 0.2 * height), masked=False) == []
+    assert detector.detect_in_region(img, (10.0, 10.0, 10.5, 10.5)) == []  # degenerate window

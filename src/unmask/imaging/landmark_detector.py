@@ -549,6 +549,42 @@ class FaceLandmarkDetector:
         boxes = self._boxes(det_img)
         if max_faces is not None:
             boxes = boxes[:max(0, int(max_faces))]
+        return self._landmarks(img, det_img, sx, sy, boxes, masked)
+
+    def detect_in_region(self, image: np.ndarray, region: tuple[float, float, float, float], *,
+                         masked: bool | None = None) -> list[Detection]:
+        """Faces found by HOG inside ``region`` only, best first; [] when none.
+
+        ``region`` is ``(x0, y0, x1, y1)`` in the image's pixels. The image is scaled exactly as
+        :meth:`detect` scales it and HOG scans only that window (candidates down to
+        ``low_threshold``; no CNN, no verified step), which is ~4x cheaper when the face's place
+        is known beforehand, as in aligned CelebA. Boxes and landmarks are in the whole image's
+        pixels. A caller falls back to :meth:`detect` when this finds nothing.
+        """
+        img = _as_rgb(image)
+        if img.shape[0] < 2 or img.shape[1] < 2:
+            return []
+        det_img, sx, sy = resize_for_detection(img, self.min_side, self.max_side)
+        dh, dw = det_img.shape[:2]
+        x0, y0, x1, y1 = region
+        # start on the 8-px HOG cell grid of the whole image, so the window sees the same cells
+        c0, r0 = max(0, int(np.floor((x0 + 0.5) * sx)) // 8 * 8), max(0, int(np.floor((y0 + 0.5) * sy)) // 8 * 8)
+        c1, r1 = min(dw, int(np.ceil((x1 + 0.5) * sx))), min(dh, int(np.ceil((y1 + 0.5) * sy)))
+        if c1 - c0 < 2 or r1 - r0 < 2:
+            return []
+        window = np.ascontiguousarray(det_img[r0:r1, c0:c1])
+        rects, scores, _ = _model("hog").run(window, 0, min(self.low_threshold, self.hog_threshold))
+        dlib = _import_dlib()
+        boxes = []
+        for r, s in sorted(zip(rects, scores), key=lambda t: -t[1]):
+            method = "dlib_hog" if s >= self.hog_threshold else "dlib_hog_low"
+            boxes.append((dlib.rectangle(r.left() + c0, r.top() + r0, r.right() + c0, r.bottom() + r0),
+                          float(s), method))
+        return self._landmarks(img, det_img, sx, sy, boxes, masked)
+
+    def _landmarks(self, img: np.ndarray, det_img: np.ndarray, sx: float, sy: float,
+                   boxes: list[tuple[Any, float, str]], masked: bool | None) -> list[Detection]:
+        """A :class:`Detection` per ``(rect, score, method)`` box of ``det_img`` (``img`` scaled by ``sx, sy``)."""
         if not boxes:
             return []
         dlib = _import_dlib()

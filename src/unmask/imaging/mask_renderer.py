@@ -619,4 +619,3 @@ def render_masked_face(image: np.ndarray, spec: MaskSpec) -> np.ndarray:
     np.clip(rgb, 0, 255, out=rgb)
     pixels[where] = rgb.astype(np.uint8)
     return out
-    return out

@@ -17,6 +17,7 @@ import re
 import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,12 @@ class FakeDetector:
                 out.append(FakeDetection((x - 0.5, y - 0.5, x + w - 0.5, y + h - 0.5),
                                          fake_landmarks(x, y, w, h), method=f"fake:{os.getpid()}"))
         return out
+
+    def detect_in_region(self, image: np.ndarray, region, masked=None):
+        """The blobs centred inside ``region``, marked as found by the window search."""
+        x0, y0, x1, y1 = region
+        return [dataclasses.replace(d, method=f"region:{d.method}") for d in self.detect(image, masked)
+                if x0 <= (d.box[0] + d.box[2]) / 2 <= x1 and y0 <= (d.box[1] + d.box[3]) / 2 <= y1]
 
 
 def fake_landmarks(x, y, w, h) -> np.ndarray:
@@ -413,6 +420,31 @@ def test_wild_layout_without_boxes_picks_the_central_face(params, wild, fake_det
                        fake_landmarks(ox, oy, 178, 218).reshape(-1))
     assert by_id.loc["000007", "landmark_source"] == "detector"  # no box to contradict it now
     assert quarantine["image_id"].tolist() == ["000006"] and "in the image" in quarantine["detail"].iloc[0]
+
+
+def test_aligned_images_search_the_face_region_first_then_the_whole_image(params, celeba_copy, fake_detector,
+                                                                          caplog):
+    (celeba_copy / "list_landmarks_align_celeba.txt").unlink()
+    off_centre = np.zeros((218, 178, 3), np.uint8)
+    off_centre[5:60, 5:60] = 200  # the only "face" lies outside the aligned face region
+    (celeba_copy / "img_align_celeba" / "000003.jpg").write_bytes(_png(off_centre))
+    with caplog.at_level(logging.INFO):
+        index, quarantine = _index({**params, "source": "celeba", "executor": "thread", "workers": 1})
+    assert quarantine.empty and (index["landmark_source"] == "detector").all()
+    methods = dict(re.findall(r"(region:fake|(?<!region:)fake):\d+: (\d+)", caplog.text))
+    assert methods == {"region:fake": str(N_IMAGES - 1), "fake": "1"}  # the full search only where needed
+    by_id = index.set_index("image_id")
+    assert np.allclose(by_id.loc["000003", LANDMARK_COLUMNS].to_numpy(float),
+                       fake_landmarks(5, 5, 55, 55).reshape(-1))
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        whole, _ = _index({**params, "source": "celeba", "executor": "thread", "workers": 1,
+                           "aligned_region_margin": None})
+    assert "region:" not in caplog.text
+    pd.testing.assert_frame_equal(whole, index)
+    with pytest.raises(ValueError, match="aligned_region_margin"):
+        _index({**params, "source": "celeba", "aligned_region_margin": -1})
 
 
 # ------------------------------------------------------------------------------- workers -----
