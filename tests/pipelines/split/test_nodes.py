@@ -49,7 +49,8 @@ def test_too_few_images_gives_the_numbers():
 
 
 @pytest.mark.parametrize(
-    "override", [{"test_count": 0}, {"test_count": "10"}, {"val_fraction": 1.5}, {"val_fraction": 0}]
+    "override", [{"test_count": 0}, {"test_count": "10"}, {"val_fraction": 1.5}, {"val_fraction": 0},
+                 {"test_pick": "first"}]
 )
 def test_bad_parameters_are_rejected(override):
     metadata, index = _tables(100)
@@ -66,3 +67,15 @@ def test_without_identities_images_split_one_by_one_and_the_report_is_json():
     assert report["counts"] == {"train": 40, "val": 10, "test": 10}
     assert table["identity"].isna().all() and table["image_id"].is_unique
     assert json.loads(json.dumps(report)) == report  # what the split_report JSONDataset writes
+
+
+def test_test_pick_last_takes_the_highest_ids_whole_identities_included():
+    metadata, index = _tables(100, images_per_identity=None)  # 000001..000100; test: 000081..000100
+    table, report = split_dataset(metadata, index, {**PARAMS, "test_pick": "last"})
+    assert sorted(table.loc[table["split"] == "test", "image_id"]) == [f"{i:06d}" for i in range(81, 101)]
+    assert report["test_pick"] == "last" and report["counts"]["val"] == 16
+    metadata, index = _tables(99, images_per_identity=3)
+    table, _ = split_dataset(metadata, index, {**PARAMS, "test_pick": "last"})
+    test = table.loc[table["split"] == "test"]
+    assert sorted(test["image_id"]) == [f"{i:06d}" for i in range(82, 100)]  # 6 whole identities of 3
+    assert (table.groupby("identity")["split"].nunique() == 1).all()

@@ -10,6 +10,9 @@ import pandas as pd
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+#: How test images are chosen: ``random`` (seeded) or ``last``: the highest image ids (a fixed,
+#: documented test set such as 008001-009000 of a 9,000-image sample).
+TEST_PICKS = ("random", "last")
 
 
 def _validate_split_params(params: dict) -> None:
@@ -19,6 +22,9 @@ def _validate_split_params(params: dict) -> None:
     val_fraction = params.get("val_fraction")
     if not isinstance(val_fraction, (int, float)) or not 0.0 < float(val_fraction) < 1.0:
         raise ValueError(f"split.val_fraction must be a number strictly between 0 and 1, got {val_fraction!r}.")
+    pick = params.get("test_pick", "random")
+    if pick not in TEST_PICKS:
+        raise ValueError(f"split.test_pick must be one of {', '.join(TEST_PICKS)}, got {pick!r}.")
 
 
 def _sample_groups(sizes: pd.Series, target: int, order: np.ndarray) -> set:
@@ -67,7 +73,13 @@ def split_dataset(mask_metadata: pd.DataFrame, celeba_index: pd.DataFrame, param
 
     rng = np.random.default_rng(int(params.get("seed", 0)))
     sizes = samples.groupby("group", sort=True).size()
-    test_groups = _sample_groups(sizes, test_count, rng.permutation(len(sizes)))
+    if params.get("test_pick", "random") == "last":
+        # whole groups, latest first image id first (sizes is sorted by group, not by id)
+        first_id = samples.groupby("group", sort=True)["image_id"].min().to_numpy()
+        test_order = np.argsort(first_id, kind="stable")[::-1]
+    else:
+        test_order = rng.permutation(len(sizes))
+    test_groups = _sample_groups(sizes, test_count, test_order)
 
     rest_sizes = sizes[~sizes.index.isin(test_groups)]
     n_rest = int(rest_sizes.sum())
@@ -100,6 +112,7 @@ def split_dataset(mask_metadata: pd.DataFrame, celeba_index: pd.DataFrame, param
             name: int(samples.loc[samples["split"] == name, "identity"].nunique()) for name in SPLITS
         },
         "seed": int(params.get("seed", 0)),
+        "test_pick": params.get("test_pick", "random"),
     }
     logger.info("Split %d images: %s", n_total, report["counts"])
     table = samples[["image_id", "identity", "split"]].astype({"identity": "Int64"})
