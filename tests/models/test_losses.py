@@ -45,6 +45,8 @@ def test_ssim_l1_is_one_minus_ssim_plus_weighted_mse() -> None:
         expected = 1 - ssim + weight * mse
         assert float(build_loss("ssim_l1", weight)(pred, target)) == pytest.approx(float(expected), rel=1e-5)
         assert float(build_loss("ssim_mse", weight)(pred, target)) == pytest.approx(float(expected), rel=1e-5)
+        with_mae = 1 - ssim + weight * (pred - target).abs().mean()
+        assert float(build_loss("ssim_mae", weight)(pred, target)) == pytest.approx(float(with_mae), rel=1e-5)
     assert float(build_loss("l1")(pred, target)) == pytest.approx(float((pred - target).abs().mean()), rel=1e-6)
     assert float(build_loss("mse")(pred, target)) == pytest.approx(float(mse), rel=1e-6)
 
@@ -61,7 +63,7 @@ def test_float32_under_bf16_autocast() -> None:
 
 
 def test_errors() -> None:
-    with pytest.raises(ValueError, match="ssim_l1, ssim_mse, l1, mse"):
+    with pytest.raises(ValueError, match="ssim_l1, ssim_mse, ssim_mae, l1, mse"):
         build_loss("perceptual")
     with pytest.raises(ValueError, match="non-negative"):
         build_loss("ssim_l1", weight=-1.0)

@@ -75,7 +75,8 @@ def test_other_channel_counts_and_odd_input_size() -> None:
 
 def test_config_is_kept_and_rebuilds() -> None:
     model = build_model("RA_UNet", [4, 8, 16])
-    assert model.config == {"name": "ra_unet", "filters": [4, 8, 16], "in_channels": 3, "out_channels": 3}
+    assert model.config == {"name": "ra_unet", "filters": [4, 8, 16], "in_channels": 3, "out_channels": 3,
+                            "composite": False}
     rebuilt = build_model(**json.loads(json.dumps(model.config)))
     assert rebuilt.state_dict().keys() == model.state_dict().keys()
     assert count_parameters(rebuilt) == count_parameters(model)
@@ -118,3 +119,27 @@ def test_dense_concat_gradients_equal_plain_cat_and_are_dense() -> None:
     out.backward(torch.rand_like(out))
     assert a.grad.is_contiguous(memory_format=torch.channels_last)
     assert b.grad.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_composite_network_keeps_the_input_where_it_predicts_no_mask():
+    torch.manual_seed(0)
+    model = build_model("ra_unet", [4, 8, 16], composite=True).eval()
+    assert model.config["composite"] is True
+    plain = build_model("ra_unet", [4, 8, 16])
+    assert count_parameters(model) == count_parameters(plain) + 4 + 1  # one 1x1 conv: 4 weights + bias
+    x = torch.rand(2, 3, 16, 16)
+    out, logits = model(x, with_mask=True)
+    assert out.shape == x.shape and logits.shape == (2, 1, 16, 16)
+    assert torch.equal(model(x), out)
+    with torch.no_grad():  # a head sure there is no mask returns the input; sure there is one, the restoration
+        model.mask_head.bias.fill_(-1e4)
+        assert torch.equal(model(x), x)
+        model.mask_head.bias.fill_(1e4)
+        model.mask_head, head = None, model.mask_head
+        restored = model(x)  # the restoration head alone
+        model.mask_head = head
+        assert torch.allclose(model(x), restored, atol=1e-6)
+    with pytest.raises(ValueError, match="composite"):
+        plain(x, with_mask=True)
+    with pytest.raises(ValueError, match="composite"):
+        build_model("ra_unet", [4, 8], composite="yes")

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-__all__ = ["LOSS_NAMES", "SSIM_KERNEL_SIZE", "SSIM_SIGMA", "SSIMMSELoss", "build_loss", "ssim_loss"]
+__all__ = ["LOSS_NAMES", "SSIM_KERNEL_SIZE", "SSIM_SIGMA", "SSIMMAELoss", "SSIMMSELoss", "build_loss", "ssim_loss"]
 
 SSIM_KERNEL_SIZE = 11
 SSIM_SIGMA = 1.5
-LOSS_NAMES: tuple[str, ...] = ("ssim_l1", "ssim_mse", "l1", "mse")
+LOSS_NAMES: tuple[str, ...] = ("ssim_l1", "ssim_mse", "ssim_mae", "l1", "mse")
 
 
 def _as_float32(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -68,6 +68,14 @@ class SSIMMSELoss(_Float32Loss):
         return f"weight={self.weight}"
 
 
+class SSIMMAELoss(SSIMMSELoss):
+    """``ssim_mae``: (1 - SSIM) + weight * mean absolute error (a true L1 term: it keeps pulling
+    small errors to zero, where MSE's gradient fades)."""
+
+    def _loss(self, pred: Tensor, target: Tensor) -> Tensor:
+        return ssim_loss(pred, target) + self.weight * F.l1_loss(pred, target)
+
+
 class _L1Loss(_Float32Loss):
     """Mean absolute error."""
 
@@ -83,9 +91,9 @@ class _MSELoss(_Float32Loss):
 
 
 def build_loss(name: str = "ssim_l1", weight: float = 1.0) -> Callable[[Tensor, Tensor], Tensor]:
-    """Return loss(pred, target) -> scalar for ``ssim_l1``/``ssim_mse``, ``l1`` or ``mse``.
+    """Return loss(pred, target) -> scalar for ``ssim_l1``/``ssim_mse``, ``ssim_mae``, ``l1`` or ``mse``.
 
-    ``weight`` scales the MSE term of the SSIM losses and is ignored by ``l1`` and ``mse``.
+    ``weight`` scales the MSE (or MAE) term of the SSIM losses and is ignored by ``l1`` and ``mse``.
     """
     key = str(name).strip().lower()
     if key not in LOSS_NAMES:
@@ -95,4 +103,6 @@ def build_loss(name: str = "ssim_l1", weight: float = 1.0) -> Callable[[Tensor, 
         raise ValueError(f"loss weight must be non-negative, got {weight}")
     if key in ("ssim_l1", "ssim_mse"):
         return SSIMMSELoss(weight)
+    if key == "ssim_mae":
+        return SSIMMAELoss(weight)
     return _L1Loss() if key == "l1" else _MSELoss()

@@ -135,6 +135,12 @@ class InpaintingUNet(nn.Module):
     Input: N x in_channels x H x W with H, W divisible by 2**(len(filters) - 1).
     Output: N x out_channels x H x W in (0, 1) (sigmoid head).
 
+    ``composite`` (beyond the paper) adds a second 1x1 head that predicts where the mask is, from
+    the same last decoder features: the output is ``m * restored + (1 - m) * input`` with
+    ``m = sigmoid(mask logit)``, so pixels the network judges unmasked come back as they went in
+    (the model stays blind: the mask is predicted, never given). ``forward(x, with_mask=True)``
+    also returns the mask logits (N x 1 x H x W) for a loss on them.
+
     ``dense_concat_grads`` (default True) makes the decoder's concatenation return dense gradient
     slices (see :class:`_CatDenseGrads`); the maths is the same, only the memory layout of the
     gradients differs. It exists so benchmarks can measure the plain ``torch.cat`` path.
@@ -149,8 +155,11 @@ class InpaintingUNet(nn.Module):
         out_channels: int = 3,
         residual: bool = True,
         attention: bool = True,
+        composite: bool = False,
     ) -> None:
         super().__init__()
+        if composite and in_channels != out_channels:
+            raise ValueError(f"composite needs out_channels == in_channels, got {out_channels} and {in_channels}")
         filters = [int(f) for f in filters]
         self.filters = filters
         self.residual = residual
@@ -178,16 +187,20 @@ class InpaintingUNet(nn.Module):
 
         self.head = nn.Conv2d(filters[0], out_channels, kernel_size=1)
         self.head_bn = nn.BatchNorm2d(out_channels)
+        self.composite = bool(composite)
+        self.mask_head = nn.Conv2d(filters[0], 1, kernel_size=1) if composite else None
         self.config: dict[str, Any] = {}
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Inpaint a batch of images; returns the same spatial size with values in (0, 1)."""
+    def forward(self, x: Tensor, with_mask: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Inpaint a batch of images; returns the same spatial size with values in (0, 1)
+        (and the mask logits, with ``with_mask`` on a ``composite`` network)."""
         h, w = x.shape[-2:]
         if h % self.divisor or w % self.divisor:
             raise ValueError(
                 f"input height and width must be divisible by {self.divisor} "
                 f"(2**(len(filters)-1)); got {h}x{w}"
             )
+        inputs = x
         skips: list[Tensor] = []
         for level, block in enumerate(self.encoder):
             if level:
@@ -204,7 +217,15 @@ class InpaintingUNet(nn.Module):
             up = F.interpolate(d, scale_factor=2, mode="nearest")
             d = block(concat_channels(up, skip, self.dense_concat_grads))
 
-        return torch.sigmoid(self.head_bn(self.head(d)))
+        restored = torch.sigmoid(self.head_bn(self.head(d)))
+        if self.mask_head is None:
+            if with_mask:
+                raise ValueError("with_mask=True needs a network built with composite=True")
+            return restored
+        logits = self.mask_head(d)
+        # in the input's precision (float32 under autocast), so kept pixels come back exactly
+        out = inputs + torch.sigmoid(logits).to(inputs.dtype) * (restored.to(inputs.dtype) - inputs)
+        return (out, logits) if with_mask else out
 
 
 def _keras_init(module: nn.Module) -> None:
@@ -235,8 +256,10 @@ def build_model(
     filters: Sequence[int] = DEFAULT_FILTERS,
     in_channels: int = 3,
     out_channels: int = 3,
+    composite: bool = False,
 ) -> nn.Module:
-    """Build ``unet``, ``attention_unet`` or ``ra_unet``; ``model.config`` holds the build kwargs."""
+    """Build ``unet``, ``attention_unet`` or ``ra_unet`` (``composite``: with the mask head, see
+    :class:`InpaintingUNet`); ``model.config`` holds the build kwargs."""
     key = str(name).strip().lower()
     if key not in _VARIANTS:
         raise ValueError(f"unknown model name {name!r}; valid choices: {', '.join(MODEL_NAMES)}")
@@ -245,13 +268,17 @@ def build_model(
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{label} must be a positive int; got {value!r}")
     residual, attention = _VARIANTS[key]
-    model = InpaintingUNet(filt, in_channels, out_channels, residual=residual, attention=attention)
+    if not isinstance(composite, bool):
+        raise ValueError(f"composite must be true or false; got {composite!r}")
+    model = InpaintingUNet(filt, in_channels, out_channels, residual=residual, attention=attention,
+                           composite=composite)
     model.apply(_keras_init)
     model.config = {
         "name": key,
         "filters": filt,
         "in_channels": in_channels,
         "out_channels": out_channels,
+        "composite": composite,
     }
     return model
 

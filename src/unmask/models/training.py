@@ -75,8 +75,10 @@ class TrainSettings:
 
     model: str = "ra_unet"
     filters: tuple[int, ...] = DEFAULT_FILTERS
+    composite: bool = False
     loss: str = "ssim_l1"
     loss_weight: float = 1.0
+    mask_loss_weight: float = 0.0
     learning_rate: float = 1e-4
     batch_size: int = 8
     epochs: int = 40
@@ -109,13 +111,13 @@ class TrainSettings:
             _check_int(values, key, minimum=1)
         for key in ("num_workers", "sample_count", "seed"):
             _check_int(values, key, minimum=0)
-        for key in ("compile", "flip", "resume"):
+        for key in ("compile", "flip", "resume", "composite"):
             if key in values and not isinstance(values[key], bool):
                 raise ValueError(f"train.{key} must be true or false, got {values[key]!r}.")
         lr = values.get("learning_rate", cls.learning_rate)
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
             raise ValueError(f"train.learning_rate must be a positive number, got {lr!r}.")
-        for key in ("loss_weight", "min_learning_rate"):
+        for key in ("loss_weight", "min_learning_rate", "mask_loss_weight"):
             value = values.get(key, 0.0)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"train.{key} must be a non-negative number, got {value!r}.")
@@ -133,10 +135,12 @@ class TrainSettings:
                 raise ValueError(f"train.filters must be a list of channel counts, e.g. [64, 128, 256], got {filters!r}.")
             values["filters"] = tuple(filters)
             build_model(values.get("model", cls.model), values["filters"])  # validates with a clear message
+        if values.get("mask_loss_weight") and not values.get("composite"):
+            raise ValueError("train.mask_loss_weight > 0 needs train.composite: true (the mask head it trains).")
         for key in ("device", "checkpoint_dir"):
             if values.get(key) is not None and not isinstance(values[key], str):
                 raise ValueError(f"train.{key} must be a string, got {values[key]!r}.")
-        for key in ("learning_rate", "loss_weight", "min_learning_rate", "plateau_factor"):
+        for key in ("learning_rate", "loss_weight", "min_learning_rate", "plateau_factor", "mask_loss_weight"):
             if key in values:
                 values[key] = float(values[key])
         settings = cls(**values)
@@ -162,10 +166,12 @@ class TrainingData:
     val_ids: list[str]
     masked_faces: Mapping[str, Callable[[], object]]
     face_crops: Mapping[str, Callable[[], object]]
+    #: the true masks, only for a loss on a composite network's predicted mask (never its input)
+    mask_maps: Mapping[str, Callable[[], object]] | None = None
 
     def datasets(self) -> tuple[PairedFaceDataset, PairedFaceDataset]:
         """The train and validation datasets (checks that every id has its images)."""
-        return (PairedFaceDataset(self.train_ids, self.masked_faces, self.face_crops),
+        return (PairedFaceDataset(self.train_ids, self.masked_faces, self.face_crops, self.mask_maps),
                 PairedFaceDataset(self.val_ids, self.masked_faces, self.face_crops))
 
     def digest(self) -> str:
@@ -217,7 +223,7 @@ def fit(settings: TrainSettings, data: TrainingData, mlflow_run: MlflowTarget | 
             )
             ranks = _collect_rank_results(scratch, world)
         summary = ranks[0]
-    model = build_model(settings.model, settings.filters)
+    model = build_model(settings.model, settings.filters, composite=settings.composite)
     model.load_state_dict(summary["best_state"])
     return TrainingResult(model.eval(), summary["history"], [_public(r) for r in ranks])
 
@@ -297,7 +303,7 @@ def _use_channels_last(settings: TrainSettings, device: torch.device) -> torch.m
 
 def _fingerprint(settings: TrainSettings, data: TrainingData) -> dict[str, Any]:
     """What must not change between a checkpoint and the run that resumes it."""
-    keys = ["model", "filters", "loss", "loss_weight", "learning_rate", "batch_size", "devices", "scheduler",
+    keys = ["model", "filters", "composite", "mask_loss_weight", "loss", "loss_weight", "learning_rate", "batch_size", "devices", "scheduler",
             "min_learning_rate", "plateau_factor", "plateau_patience", "seed", "flip"]
     if settings.scheduler == "cosine":
         keys.append("epochs")  # the cosine curve spans the planned epochs
@@ -411,7 +417,7 @@ def _validate(net: nn.Module, loader: DataLoader, loss_fn: Callable, device: tor
     """Validation loss, PSNR and SSIM averaged over images (all ranks' shares together)."""
     net.eval()
     loss_sum = psnr_sum = ssim_sum = count = 0.0
-    for masked, clean in loader:
+    for masked, clean, *_ in loader:
         masked = masked.to(device, non_blocking=True).contiguous(memory_format=fmt)
         clean = clean.to(device, non_blocking=True)
         with autocast(device, dtype):
@@ -445,12 +451,22 @@ def _log_to_mlflow(target: MlflowTarget | None, metrics: dict[str, float], step:
 
 
 def training_step(model: nn.Module, masked: Tensor, clean: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor],
-                  optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, dtype: torch.dtype) -> Tensor:
-    """One optimisation step on a batch already on the device (autocast to ``dtype``); returns the loss."""
+                  optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, dtype: torch.dtype,
+                  mask: Tensor | None = None, mask_loss_weight: float = 0.0) -> Tensor:
+    """One optimisation step on a batch already on the device (autocast to ``dtype``); returns the loss.
+
+    With ``mask`` (the true mask, N x 1 x H x W) and ``mask_loss_weight > 0``, a composite
+    network's mask logits also get that weight times binary cross-entropy against it.
+    """
     with autocast(masked.device, dtype):
-        restored = model(masked)
+        if mask is not None and mask_loss_weight > 0:
+            restored, logits = model(masked, with_mask=True)
+        else:
+            restored, logits = model(masked), None
     # The loss runs in float32 whatever the autocast dtype: SSIM statistics are too coarse in bf16.
     loss = loss_fn(restored.float(), clean)
+    if logits is not None:
+        loss = loss + mask_loss_weight * nn.functional.binary_cross_entropy_with_logits(logits.float(), mask)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
@@ -487,7 +503,7 @@ def _train(rank: int, world: int, device: torch.device, settings: TrainSettings,
     dtype = resolve_precision(settings.precision, device, training=True)
     fmt = _use_channels_last(settings, device)
 
-    net = build_model(settings.model, settings.filters).to(device, memory_format=fmt)
+    net = build_model(settings.model, settings.filters, composite=settings.composite).to(device, memory_format=fmt)
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
     scheduler = _build_scheduler(settings, optimizer)
     # fp16 needs loss scaling to keep small gradients representable; bf16 and fp32 do not.
@@ -543,10 +559,12 @@ def _train(rank: int, world: int, device: torch.device, settings: TrainSettings,
         seen = 0
         bar = tqdm(train_loader, desc=f"epoch {epoch}/{settings.epochs}", unit="batch", leave=False,
                    disable=not is_main)
-        for step, (masked, clean) in enumerate(bar, 1):
+        for step, (masked, clean, *rest) in enumerate(bar, 1):
             masked = masked.to(device, non_blocking=True).contiguous(memory_format=fmt)
             clean = clean.to(device, non_blocking=True)
-            loss = training_step(step_model, masked, clean, loss_fn, optimizer, scaler, dtype)
+            mask = rest[0].to(device, non_blocking=True) if rest else None
+            loss = training_step(step_model, masked, clean, loss_fn, optimizer, scaler, dtype,
+                                 mask, settings.mask_loss_weight)
             loss_sum += loss * masked.shape[0]
             seen += masked.shape[0]
             if is_main and (step % 10 == 0 or step == len(train_loader) or device.type == "cpu"):
