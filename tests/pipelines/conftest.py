@@ -34,4 +34,6 @@ def tiny_partitions():
         {"image_id": ids, "identity": pd.array([None] * 40, dtype="Int64"),
          "split": ["test"] * 8 + ["val"] * 8 + ["train"] * 24}
     )
-    return {"face_crops": crops, "masked_faces": masked, "mask_maps": masks, "data_split": split}
+    styles = pd.DataFrame({"image_id": ids, "style": ["surgical", "cloth"] * 20})
+    return {"face_crops": crops, "masked_faces": masked, "mask_maps": masks, "mask_metadata": styles,
+            "data_split": split}

@@ -66,7 +66,7 @@ def test_every_method_is_scored_with_timing_device_and_breakdowns(tiny_partition
     assert sum(g["n_images"] for g in metrics["by_style"].values()) == 8
     assert set(metrics["by_coverage"]) <= {"0.00-0.30", "0.30-1.00"}
     assert (per_image["coverage_bin"] == "0.30-1.00").all() and (per_image["mask_coverage"] > 0.3).all()
-    assert metrics["checkpoint"].startswith("trained_model")
+    assert metrics["checkpoint"].startswith("trained_model") and metrics["composite"] is False
 
 
 def test_an_identity_model_scores_like_the_unchanged_input(tiny_partitions, mask_metadata):
@@ -133,6 +133,12 @@ def test_report_table_and_grid(tiny_partitions, mask_metadata):
     with pytest.raises(ValueError, match="not test images"):
         comparison_grid(Identity(), p["face_crops"], p["masked_faces"], p["mask_maps"], p["data_split"],
                         {**PARAMS, "grid_ids": ["000039"]})
+
+
+def test_a_composite_model_is_named_so_in_the_report(tiny_partitions, mask_metadata):
+    _, metrics = _evaluate(build_model("ra_unet", filters=(4, 8), composite=True), tiny_partitions, mask_metadata)
+    assert metrics["composite"] is True
+    assert "| Ours: ra_unet + mask head, composited, blind |" in evaluation_table(metrics)
 
 
 def test_metrics_for_mlflow_flattens_and_keeps_finite_numbers_only():

@@ -23,9 +23,14 @@ PARAMS = {
 TIMING_COLUMNS = ["train_images_per_s", "epoch_seconds"]
 
 
+def _train(p: dict, params: dict):
+    return train_model(p["face_crops"], p["masked_faces"], p["mask_maps"], p["mask_metadata"], p["data_split"],
+                       params)
+
+
 def test_training_lowers_the_loss_and_returns_the_best_model(tiny_partitions):
     p = tiny_partitions
-    model, history = train_model(p["face_crops"], p["masked_faces"], p["data_split"], PARAMS)
+    model, history = _train(p, PARAMS)
     assert list(history["epoch"]) == [1, 2, 3]
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert all(math.isfinite(v) for v in history["val_psnr"])
@@ -38,8 +43,8 @@ def test_training_lowers_the_loss_and_returns_the_best_model(tiny_partitions):
 
 def test_bf16_training_follows_fp32(tiny_partitions):
     p = tiny_partitions
-    _, bf16 = train_model(p["face_crops"], p["masked_faces"], p["data_split"], {**PARAMS, "precision": "bf16"})
-    _, fp32 = train_model(p["face_crops"], p["masked_faces"], p["data_split"], PARAMS)
+    _, bf16 = _train(p, {**PARAMS, "precision": "bf16"})
+    _, fp32 = _train(p, PARAMS)
     assert bf16["train_loss"].iloc[-1] < bf16["train_loss"].iloc[0]
     assert list(bf16["train_loss"]) == pytest.approx(list(fp32["train_loss"]), rel=0.02)
     assert list(bf16["val_psnr"]) == pytest.approx(list(fp32["val_psnr"]), abs=0.5)
@@ -49,7 +54,7 @@ def test_the_returned_weights_are_those_of_the_best_validation_epoch(tiny_partit
     p = tiny_partitions
     # A large learning rate makes later epochs overshoot, so the best epoch is not always the last.
     params = {**PARAMS, "epochs": 4, "learning_rate": 0.05}
-    model, history = train_model(p["face_crops"], p["masked_faces"], p["data_split"], params)
+    model, history = _train(p, params)
     val = PairedFaceDataset(sorted(p["data_split"].query("split == 'val'")["image_id"]), p["masked_faces"], p["face_crops"])
     masked = torch.stack([val[i][0] for i in range(len(val))])
     clean = torch.stack([val[i][1] for i in range(len(val))])
@@ -61,8 +66,8 @@ def test_the_returned_weights_are_those_of_the_best_validation_epoch(tiny_partit
 def test_training_is_reproducible_for_a_seed(tiny_partitions):
     p = tiny_partitions
     params = {**PARAMS, "epochs": 1}
-    first, _ = train_model(p["face_crops"], p["masked_faces"], p["data_split"], params)
-    second, _ = train_model(p["face_crops"], p["masked_faces"], p["data_split"], params)
+    first, _ = _train(p, params)
+    second, _ = _train(p, params)
     for a, b in zip(first.state_dict().values(), second.state_dict().values()):
         assert torch.equal(a, b)
 
@@ -71,7 +76,7 @@ def test_early_stopping_stops_when_validation_does_not_improve(tiny_partitions):
     p = tiny_partitions
     # A zero learning rate can never improve on the first epoch's validation loss.
     params = {**PARAMS, "epochs": 10, "early_stopping_patience": 2, "learning_rate": 1e-12}
-    _, history = train_model(p["face_crops"], p["masked_faces"], p["data_split"], params)
+    _, history = _train(p, params)
     assert len(history) == 3  # the first epoch, then two without improvement
 
 
@@ -83,7 +88,7 @@ def test_early_stopping_stops_when_validation_does_not_improve(tiny_partitions):
 def test_learning_rate_schedule_is_followed_and_logged(tiny_partitions, scheduler, expected):
     p = tiny_partitions
     params = {**PARAMS, "epochs": 4, "scheduler": scheduler, "learning_rate": 0.01}
-    _, history = train_model(p["face_crops"], p["masked_faces"], p["data_split"], params)
+    _, history = _train(p, params)
     assert list(history["learning_rate"]) == pytest.approx(expected, rel=1e-4)
 
 
@@ -91,7 +96,7 @@ def test_plateau_scheduler_lowers_the_rate_when_validation_stalls(tiny_partition
     p = tiny_partitions
     params = {**PARAMS, "epochs": 4, "learning_rate": 1e-6, "scheduler": "plateau", "plateau_patience": 1,
               "plateau_factor": 0.5, "early_stopping_patience": 10}
-    _, history = train_model(p["face_crops"], p["masked_faces"], p["data_split"], params)
+    _, history = _train(p, params)
     rates = list(history["learning_rate"])
     assert rates[0] == pytest.approx(1e-6) and rates[-1] == pytest.approx(5e-7)
 
@@ -107,7 +112,7 @@ def test_plateau_scheduler_lowers_the_rate_when_validation_stalls(tiny_partition
 def test_bad_parameters_are_rejected_before_training(tiny_partitions, override, message):
     p = tiny_partitions
     with pytest.raises(ValueError, match=message):
-        train_model(p["face_crops"], p["masked_faces"], p["data_split"], {**PARAMS, **override})
+        _train(p, {**PARAMS, **override})
 
 
 def test_missing_images_for_split_ids_say_how_to_fix(tiny_partitions):
@@ -115,7 +120,7 @@ def test_missing_images_for_split_ids_say_how_to_fix(tiny_partitions):
     crops = dict(p["face_crops"])
     crops.pop("000020")
     with pytest.raises(KeyError, match="--pipelines=faces,masks,split"):
-        train_model(crops, p["masked_faces"], p["data_split"], PARAMS)
+        _train({**p, "face_crops": crops}, PARAMS)
 
 
 def test_training_curves_figure_has_three_panels():
@@ -151,19 +156,17 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tiny_partitions, tmp_pat
     # come back right for the weights to match.
     params = {**PARAMS, "epochs": 4, "scheduler": "cosine", "flip": True, "learning_rate": 5e-3}
     full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
-    reference, reference_history = train_model(
-        p["face_crops"], p["masked_faces"], p["data_split"], {**params, "checkpoint_dir": str(full_dir)})
+    reference, reference_history = _train(p, {**params, "checkpoint_dir": str(full_dir)})
 
     # 24 train images at batch 8 = 3 loss calls per epoch, plus 1 for validation: stop in epoch 3.
     monkeypatch.setattr(training, "build_loss", _interrupting_loss(2 * 4 + 2))
     with pytest.raises(KeyboardInterrupt):
-        train_model(p["face_crops"], p["masked_faces"], p["data_split"], {**params, "checkpoint_dir": str(cut_dir)})
+        _train(p, {**params, "checkpoint_dir": str(cut_dir)})
     monkeypatch.undo()
     assert load_training_state(cut_dir / "last.pt")["epoch"] == 2
     assert not [f for f in cut_dir.iterdir() if f.name != "last.pt"]  # no temporary files left behind
 
-    resumed, resumed_history = train_model(
-        p["face_crops"], p["masked_faces"], p["data_split"], {**params, "checkpoint_dir": str(cut_dir), "resume": True})
+    resumed, resumed_history = _train(p, {**params, "checkpoint_dir": str(cut_dir), "resume": True})
     for key, value in reference.state_dict().items():
         assert torch.equal(resumed.state_dict()[key], value), key
     pd.testing.assert_frame_equal(resumed_history.drop(columns=TIMING_COLUMNS),
@@ -180,13 +183,11 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tiny_partitions, tmp_pat
 def test_resume_refuses_a_checkpoint_of_other_settings_and_continues_a_finished_run(tiny_partitions, tmp_path):
     p = tiny_partitions
     params = {**PARAMS, "epochs": 1, "checkpoint_dir": str(tmp_path)}
-    first, _ = train_model(p["face_crops"], p["masked_faces"], p["data_split"], params)
+    first, _ = _train(p, params)
     with pytest.raises(ValueError, match=r"filters: checkpoint \[4, 8, 16\], now \[4, 8, 32\]"):
-        train_model(p["face_crops"], p["masked_faces"], p["data_split"],
-                    {**params, "filters": [4, 8, 32], "resume": True})
+        _train(p, {**params, "filters": [4, 8, 32], "resume": True})
     # Asking for more epochs continues the finished run from its checkpoint.
-    _, history = train_model(p["face_crops"], p["masked_faces"], p["data_split"],
-                             {**params, "epochs": 2, "resume": True})
+    _, history = _train(p, {**params, "epochs": 2, "resume": True})
     assert list(history["epoch"]) == [1, 2]
     assert load_training_state(tmp_path / "last.pt")["epoch"] == 2
 
@@ -222,7 +223,7 @@ def test_ddp_on_two_cpu_processes_splits_the_data_and_returns_rank_0s_weights(ti
     original = training._collect_rank_results
     monkeypatch.setattr(training, "_collect_rank_results", spy)
     params = {**PARAMS, "epochs": 1, "devices": 2, "checkpoint_dir": str(tmp_path / "ckpt")}
-    model, history = train_model(crops, masked, p["data_split"], params)
+    model, history = _train({**p, "face_crops": crops, "masked_faces": masked}, params)
 
     train_ids = set(p["data_split"].query("split == 'train'")["image_id"])
     seen = {r: set((log_dir / f"rank{r}.txt").read_text().split()) & train_ids for r in (0, 1)}
@@ -247,3 +248,42 @@ def test_ddp_on_two_cpu_processes_splits_the_data_and_returns_rank_0s_weights(ti
     checkpoint = load_training_state(tmp_path / "ckpt" / "last.pt")
     for key, value in checkpoint["model"].items():
         assert torch.equal(value, rank0["final_state"][key]), key
+
+
+def test_composite_network_with_a_mask_loss_trains_and_keeps_unmasked_pixels(tiny_partitions):
+    p = tiny_partitions
+    params = {**PARAMS, "composite": True, "mask_loss_weight": 1.0, "epochs": 15, "loss": "ssim_mae",
+              "early_stopping_patience": 15}
+    model, history = _train(p, params)
+    assert model.config["composite"] is True
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    masked = torch.stack([torch.from_numpy(np.array(p["masked_faces"][i]())).permute(2, 0, 1).float() / 255
+                          for i in ("000001", "000002")])
+    with torch.no_grad():
+        out, logits = model(masked, with_mask=True)
+    truth = torch.from_numpy(np.array(p["mask_maps"]["000001"]()) > 0)
+    predicted = torch.sigmoid(logits[0, 0]) > 0.5
+    assert (predicted == truth).float().mean() > 0.9  # the mask head learned where the mask is
+    outside = ~truth
+    assert (out[0][:, outside] - masked[0][:, outside]).abs().mean() < 0.05
+
+
+def test_holdout_styles_leave_those_masks_out_of_training(tiny_partitions, monkeypatch):
+    p = tiny_partitions
+    seen = {}
+
+    def spy(settings, data, mlflow_run=None):
+        seen["train"], seen["val"] = data.train_ids, data.val_ids
+        seen["mask_maps"] = data.mask_maps
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr("unmask.pipelines.train.nodes.fit", spy)
+    with pytest.raises(RuntimeError, match="stop"):
+        _train(p, {**PARAMS, "holdout_styles": ["cloth"]})
+    cloth = set(p["mask_metadata"].query("style == 'cloth'")["image_id"])
+    assert seen["train"] and seen["val"] and not (set(seen["train"]) | set(seen["val"])) & cloth
+    assert seen["mask_maps"] is None  # no mask loss: the true masks are not even read
+    with pytest.raises(ValueError, match="not a mask style"):
+        _train(p, {**PARAMS, "holdout_styles": ["scuba"]})
+    with pytest.raises(ValueError, match="composite"):
+        _train(p, {**PARAMS, "mask_loss_weight": 1.0})

@@ -118,6 +118,7 @@ def select_model(trained_model: nn.Module, params: dict) -> tuple[nn.Module, dic
         "checkpoint": source,
         "architecture": str(config.get("name", type(model).__name__)),
         "filters": list(config.get("filters", [])),
+        "composite": bool(config.get("composite", False)),
         "parameters": int(count_parameters(model)),
     }
     return model, info
@@ -307,7 +308,7 @@ def _seconds(metrics: dict, method: str) -> str:
 def evaluation_table(evaluation_metrics: dict) -> str:
     """A Markdown report: the paper's Table I (with in-mask columns), then breakdowns by style and coverage."""
     m = evaluation_metrics
-    name = m.get("architecture", "model")
+    name = m.get("architecture", "model") + (" + mask head, composited" if m.get("composite") else "")
     size = m.get("image_size")
     lines = [
         "# Evaluation on the test split",

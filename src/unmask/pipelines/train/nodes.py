@@ -19,12 +19,38 @@ def _ids_of(data_split: pd.DataFrame, split: str) -> list[str]:
     return sorted(ids)
 
 
+def _without_styles(ids: list[str], mask_metadata: pd.DataFrame, styles: list[str]) -> list[str]:
+    """``ids`` minus those whose mask has one of ``styles`` (held out to measure generalisation)."""
+    if not styles:
+        return ids
+    known = set(mask_metadata["style"].astype(str))
+    unknown = sorted(set(styles) - known)
+    if unknown:
+        raise ValueError(f"train.holdout_styles {unknown} is not a mask style of this data; styles: {sorted(known)}.")
+    held = set(mask_metadata.loc[mask_metadata["style"].astype(str).isin(styles), "image_id"].astype(str))
+    kept = [i for i in ids if i not in held]
+    if not kept:
+        raise ValueError(f"train.holdout_styles {styles} leaves no image to train on.")
+    return kept
+
+
 def train_model(
-    face_crops: Mapping[str, Callable], masked_faces: Mapping[str, Callable], data_split: pd.DataFrame, params: dict
+    face_crops: Mapping[str, Callable], masked_faces: Mapping[str, Callable], mask_maps: Mapping[str, Callable],
+    mask_metadata: pd.DataFrame, data_split: pd.DataFrame, params: dict,
 ) -> tuple[nn.Module, pd.DataFrame]:
-    """Train the configured network on the train split; return the best-on-validation model and its history."""
+    """Train the configured network on the train split; return the best-on-validation model and its history.
+
+    ``train.holdout_styles`` leaves those mask styles out of training and validation (the test
+    split keeps them, so evaluation scores a style the model never saw). The true ``mask_maps``
+    are read only for a composite network's mask loss, never as input.
+    """
+    params = dict(params)
+    holdout = [str(s) for s in params.pop("holdout_styles", None) or []]
     settings = TrainSettings.from_params(params)
-    data = TrainingData(_ids_of(data_split, "train"), _ids_of(data_split, "val"), masked_faces, face_crops)
+    train_ids = _without_styles(_ids_of(data_split, "train"), mask_metadata, holdout)
+    val_ids = _without_styles(_ids_of(data_split, "val"), mask_metadata, holdout)
+    data = TrainingData(train_ids, val_ids, masked_faces, face_crops,
+                        mask_maps if settings.mask_loss_weight > 0 else None)
     result = fit(settings, data, mlflow_run=active_mlflow_run())
     return result.model, pd.DataFrame(result.history)
 
