@@ -12,21 +12,33 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def image_grid(columns: dict[str, Sequence[np.ndarray]], row_labels: Sequence[str] | None = None) -> plt.Figure:
-    """One row per sample, one titled column per image kind (e.g. masked | restored | ground truth)."""
+def image_grid(columns: dict[str, Sequence[np.ndarray]], row_labels: Sequence[str] | None = None,
+               max_rows: int = 8) -> plt.Figure:
+    """One row per sample, one titled column per image kind (e.g. masked | restored | ground truth).
+
+    More than ``max_rows`` samples wrap into side-by-side blocks of those columns, so a 16-face
+    grid is 8 rows of two blocks rather than one strip 16 faces tall.
+    """
     names = list(columns)
-    n_rows = len(columns[names[0]])
-    fig, axes = plt.subplots(n_rows, len(names), figsize=(2.0 * len(names), 2.0 * n_rows), squeeze=False)
-    for r in range(n_rows):
+    n = len(columns[names[0]])
+    blocks = max(1, -(-n // max(1, max_rows)))
+    rows = -(-n // blocks)
+    cols = len(names) * blocks
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.7 * rows + 0.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for k in range(n):
+        r, block = k % rows, k // rows
         for c, name in enumerate(names):
-            ax = axes[r][c]
-            ax.imshow(columns[name][r], interpolation="nearest")
+            ax = axes[r][block * len(names) + c]
+            ax.axis("on")
+            ax.imshow(columns[name][k], interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(name, fontsize=10)
+                ax.set_title(name, fontsize=9)
             if c == 0 and row_labels is not None:
-                ax.set_ylabel(row_labels[r], fontsize=8)
+                ax.set_ylabel(row_labels[k], fontsize=8)
     fig.tight_layout()
     return fig
 
