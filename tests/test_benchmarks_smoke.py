@@ -86,3 +86,37 @@ def test_bench_data_runs_every_data_stage_on_generated_demo_data(tmp_path) -> No
     missing = subprocess.run([sys.executable, str(BENCH_DATA), "--celeba", str(tmp_path / "nope")],
                              capture_output=True, text=True, timeout=60, env=env, check=False)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def _ablation_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ablation", SCRIPT.parent / "ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ablation_rejects_bad_arguments_before_running_anything(capsys) -> None:
+    import pytest
+
+    ablation = _ablation_module()
+    for argv in (["--variants", "narrow,wider"], ["--epochs", "0"], ["--params", "[1]"], ["--params", "{x"]):
+        with pytest.raises(SystemExit) as stop:
+            ablation.main(argv)
+        assert stop.value.code == 2, argv
+    assert "unknown variant(s) ['wider']" in capsys.readouterr().err
+
+
+def test_ablation_table_rows_baseline_and_held_out_style() -> None:
+    ablation = _ablation_module()
+    metrics = {"parameters": 9_770_000, "seconds_per_image_batch1_median": 0.009, "psnr_mask": 18.4,
+               "ssim_mask": 0.576, "psnr": 24.6, "ssim": 0.884, "telea_psnr_mask": 15.4, "telea_ssim_mask": 0.362,
+               "by_style": {"kn95": {"psnr_mask": 18.3, "ssim_mask": 0.57, "psnr": 25.2, "ssim": 0.90}}}
+    best = ablation._row("ssim_mae", "the model", metrics, 6.0, [])
+    best["by_style"] = metrics["by_style"]
+    held = ablation._row("holdout", "kn95 held out", metrics, 4.9, ["kn95"])
+    text = ablation._table([best, held], epochs=3, paper_epochs=2)
+    assert "| `ssim_mae`: the model | 18.40 | 0.5760 | 24.60 | 0.8840 | 9.77 M | 0.009 | 6.0 |" in text
+    assert "| OpenCV Telea, given the true mask | 15.40 | 0.3620 |" in text
+    assert "| `holdout` (unseen) | kn95 | 18.30 |" in text and "| `ssim_mae` (trained on it) | kn95 | 18.30 |" in text
