@@ -58,8 +58,11 @@ def test_every_method_is_scored_with_timing_device_and_breakdowns(tiny_partition
     assert metrics["device"] == "cpu" and metrics["device_name"] and metrics["precision"] == "fp32"
     assert metrics["seconds_per_image_batch1_median"] > 0 and metrics["telea_seconds_per_image_median"] > 0
     assert metrics["image_size"] == 16 and metrics["architecture"] == "ra_unet" and metrics["parameters"] > 0
-    # the masked input differs from the truth only inside the mask
+    # the masked input differs from the truth only inside the mask, and so do the OpenCV fills
     assert metrics["input_psnr_mask"] < metrics["input_psnr"]
+    assert metrics["input_psnr_outside"] == metrics["telea_psnr_outside"] == 100.0  # the cap: exact
+    assert metrics["psnr_outside"] < 100.0  # an untrained network changes everything
+    assert "| exact |" in evaluation_table(metrics)
     # given the mask, Telea fills a smooth gradient far better than leaving the blue patch
     assert metrics["telea_psnr_mask"] > metrics["input_psnr_mask"] + 5
     assert set(metrics["by_style"]) == {"surgical", "cloth"}
