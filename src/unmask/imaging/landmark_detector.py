@@ -494,14 +494,14 @@ class FaceLandmarkDetector:
             _model("cnn")
         return self
 
-    def _boxes(self, img: np.ndarray) -> list[tuple[Any, float, str]]:
+    def _boxes(self, img: np.ndarray, use_cnn: bool) -> list[tuple[Any, float, str]]:
         hog = _model("hog")
         low = min(self.low_threshold, self.hog_threshold)
         rects, scores, _ = hog.run(img, 0, min(low, self.verify_threshold))
         found = [(r, float(s), "dlib_hog") for r, s in zip(rects, scores) if s >= self.hog_threshold]
         if not found and self.low_threshold < self.hog_threshold:
             found = [(r, float(s), "dlib_hog_low") for r, s in zip(rects, scores) if s >= low]
-        if not found and self.use_cnn:
+        if not found and use_cnn:
             found = [(r, c, "dlib_cnn") for r, c in self._cnn(img)]
         if not found and self.verify_threshold < low:
             found = [(r, float(s), "dlib_hog_verified") for r, s in zip(rects, scores)
@@ -534,19 +534,20 @@ class FaceLandmarkDetector:
             return False
         return skin >= self.verify_skin and eyes >= self.verify_eye_contrast and symmetry >= self.verify_symmetry
 
-    def detect(self, image: np.ndarray, *, masked: bool | None = None, max_faces: int | None = None
-               ) -> list[Detection]:
+    def detect(self, image: np.ndarray, *, masked: bool | None = None, max_faces: int | None = None,
+               use_cnn: bool | None = None) -> list[Detection]:
         """All faces of an RGB uint8 image (grey or RGBA accepted), best first; [] when none.
 
         ``masked``: ``None`` decides per face whether the lower face is covered (then nose and
         mouth come from the eyes), ``True`` / ``False`` forces it for every face.
-        ``max_faces`` keeps only the first ``max_faces`` detections.
+        ``max_faces`` keeps only the first ``max_faces`` detections. ``use_cnn`` overrides the
+        detector's own setting for this call.
         """
         img = _as_rgb(image)
         if img.shape[0] < 2 or img.shape[1] < 2:
             return []
         det_img, sx, sy = resize_for_detection(img, self.min_side, self.max_side)
-        boxes = self._boxes(det_img)
+        boxes = self._boxes(det_img, self.use_cnn if use_cnn is None else bool(use_cnn))
         if max_faces is not None:
             boxes = boxes[:max(0, int(max_faces))]
         return self._landmarks(img, det_img, sx, sy, boxes, masked)

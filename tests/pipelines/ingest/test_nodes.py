@@ -58,7 +58,13 @@ class FakeDetector:
     is a "face", its landmarks the aligned template scaled to the blob's bounding box. Module
     level, so that it pickles into worker processes; ``method`` names the process it ran in."""
 
-    def detect(self, image: np.ndarray, masked=None):
+    use_cnn_calls: list = []  # the use_cnn of every detect() call in this process
+
+    def detect(self, image: np.ndarray, masked=None, use_cnn=None):
+        FakeDetector.use_cnn_calls.append(use_cnn)
+        return self._blobs(image)
+
+    def _blobs(self, image: np.ndarray):
         bright = (np.asarray(image).max(axis=2) > 8).astype(np.uint8)
         n, _, stats, _ = cv2.connectedComponentsWithStats(bright, connectivity=8)
         out = []
@@ -71,7 +77,7 @@ class FakeDetector:
     def detect_in_region(self, image: np.ndarray, region, masked=None):
         """The blobs centred inside ``region``, marked as found by the window search."""
         x0, y0, x1, y1 = region
-        return [dataclasses.replace(d, method=f"region:{d.method}") for d in self.detect(image, masked)
+        return [dataclasses.replace(d, method=f"region:{d.method}") for d in self._blobs(image)
                 if x0 <= (d.box[0] + d.box[2]) / 2 <= x1 and y0 <= (d.box[1] + d.box[3]) / 2 <= y1]
 
 
@@ -428,9 +434,11 @@ def test_aligned_images_search_the_face_region_first_then_the_whole_image(params
     off_centre = np.zeros((218, 178, 3), np.uint8)
     off_centre[5:60, 5:60] = 200  # the only "face" lies outside the aligned face region
     (celeba_copy / "img_align_celeba" / "000003.jpg").write_bytes(_png(off_centre))
+    FakeDetector.use_cnn_calls.clear()
     with caplog.at_level(logging.INFO):
         index, quarantine = _index({**params, "source": "celeba", "executor": "thread", "workers": 1})
     assert quarantine.empty and (index["landmark_source"] == "detector").all()
+    assert FakeDetector.use_cnn_calls == [False]  # one whole-image search, without the CNN by default
     methods = dict(re.findall(r"(region:fake|(?<!region:)fake):\d+: (\d+)", caplog.text))
     assert methods == {"region:fake": str(N_IMAGES - 1), "fake": "1"}  # the full search only where needed
     by_id = index.set_index("image_id")
@@ -443,6 +451,11 @@ def test_aligned_images_search_the_face_region_first_then_the_whole_image(params
                            "aligned_region_margin": None})
     assert "region:" not in caplog.text
     pd.testing.assert_frame_equal(whole, index)
+    FakeDetector.use_cnn_calls.clear()
+    _index({**params, "source": "celeba", "executor": "thread", "workers": 1, "aligned_cnn": True})
+    assert FakeDetector.use_cnn_calls == [None]  # the detector's own setting: CNN on
+    with pytest.raises(ValueError, match="aligned_cnn"):
+        _index({**params, "source": "celeba", "aligned_cnn": "yes"})
     with pytest.raises(ValueError, match="aligned_region_margin"):
         _index({**params, "source": "celeba", "aligned_region_margin": -1})
 
