@@ -301,6 +301,10 @@ def _use_channels_last(settings: TrainSettings, device: torch.device) -> torch.m
     return torch.channels_last if settings.channels_last else torch.contiguous_format
 
 
+#: Fingerprint keys added after the first checkpoints were written, with the value those runs had.
+_FINGERPRINT_DEFAULTS: dict[str, Any] = {"composite": False, "mask_loss_weight": 0.0}
+
+
 def _fingerprint(settings: TrainSettings, data: TrainingData) -> dict[str, Any]:
     """What must not change between a checkpoint and the run that resumes it."""
     keys = ["model", "filters", "composite", "mask_loss_weight", "loss", "loss_weight", "learning_rate", "batch_size", "devices", "scheduler",
@@ -375,7 +379,9 @@ def _restore(path: Path, settings: TrainSettings, data: TrainingData, net: nn.Mo
     if state.get("format_version") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a training checkpoint of this version; set train.resume: false to start over.")
     expected = _fingerprint(settings, data)
-    changed = {k: (state["fingerprint"].get(k), v) for k, v in expected.items() if state["fingerprint"].get(k) != v}
+    # checkpoints from before a setting existed ran with its default
+    saved = {**_FINGERPRINT_DEFAULTS, **state["fingerprint"]}
+    changed = {k: (saved.get(k), v) for k, v in expected.items() if saved.get(k) != v}
     if changed:
         details = "; ".join(f"{k}: checkpoint {old!r}, now {new!r}" for k, (old, new) in changed.items())
         raise ValueError(

@@ -10,7 +10,7 @@ from PIL import Image
 
 import unmask.models.training as training
 from unmask.models import build_loss, build_model
-from unmask.models.checkpoint import load_training_state
+from unmask.models.checkpoint import load_training_state, save_training_state
 from unmask.models.data import PairedFaceDataset
 from unmask.pipelines.train.nodes import plot_training_curves, train_model
 
@@ -190,6 +190,20 @@ def test_resume_refuses_a_checkpoint_of_other_settings_and_continues_a_finished_
     _, history = _train(p, {**params, "epochs": 2, "resume": True})
     assert list(history["epoch"]) == [1, 2]
     assert load_training_state(tmp_path / "last.pt")["epoch"] == 2
+
+
+def test_a_checkpoint_from_before_the_mask_head_resumes_as_a_plain_network(tiny_partitions, tmp_path):
+    p = tiny_partitions
+    params = {**PARAMS, "epochs": 1, "checkpoint_dir": str(tmp_path)}
+    _train(p, params)
+    state = load_training_state(tmp_path / "last.pt")
+    for key in ("composite", "mask_loss_weight"):  # what older checkpoints lack
+        del state["fingerprint"][key]
+    save_training_state(tmp_path / "last.pt", state)
+    with pytest.raises(ValueError, match="composite: checkpoint False, now True"):
+        _train(p, {**params, "epochs": 2, "resume": True, "composite": True})
+    _, history = _train(p, {**params, "epochs": 2, "resume": True})
+    assert list(history["epoch"]) == [1, 2]
 
 
 # --------------------------------------------------------------------------- DistributedDataParallel
