@@ -20,7 +20,6 @@ A path that does not exist is reported on stderr with exit status 2.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import resource
 import sys
@@ -31,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
+from _common import celeba_path_exists, configure_logging  # noqa: E402 - benchmarks/ is the script's folder
+
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 
 
@@ -61,15 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     path = Path(args.celeba)
-    if not path.exists():
-        print(f"bench_ingest: --celeba {path} does not exist: point it at a CelebA folder or zip "
-              f"(e.g. img_align_celeba.zip).", file=sys.stderr)
+    if not celeba_path_exists("bench_ingest", path):
         return 2
-
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        os.environ.setdefault("TQDM_DISABLE", "1")
+    configure_logging(args.verbose)
 
     from unmask.pipelines.ingest.nodes import (  # noqa: PLC0415
         LANDMARK_SOURCES,
