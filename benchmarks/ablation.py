@@ -72,7 +72,8 @@ def _run_kedro(env: str, pipelines: str, runtime: dict) -> None:
 
 def _row(name: str, description: str, metrics: dict, train_minutes: float, holdout: list[str]) -> dict:
     row = {"variant": name, "description": description, "parameters": metrics["parameters"],
-           "seconds": metrics["seconds_per_image_batch1_median"], "train_minutes": train_minutes}
+           "seconds": metrics["seconds_per_image_batch1_median"], "train_minutes": train_minutes,
+           "by_style": metrics.get("by_style", {})}
     for key in ("psnr_mask", "ssim_mask", "psnr", "ssim"):
         row[key] = metrics[key]
     row["telea_psnr_mask"], row["telea_ssim_mask"] = metrics["telea_psnr_mask"], metrics["telea_ssim_mask"]
@@ -167,7 +168,6 @@ def main(argv: list[str] | None = None) -> int:
             for file in KEPT:
                 shutil.copy2(REPORTS / file, keep / file)
             row = _row(name, description, metrics, train_seconds / 60, list(overrides.get("holdout_styles", [])))
-            row["by_style"] = metrics.get("by_style", {})
             rows.append(row)
             print(f"   {name}: PSNR in mask {row['psnr_mask']:.2f} dB, SSIM in mask {row['ssim_mask']:.4f}, "
                   f"PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f} ({(time.perf_counter() - started) / 60:.1f} min)",

@@ -114,7 +114,6 @@ def test_ablation_table_rows_baseline_and_held_out_style() -> None:
                "ssim_mask": 0.576, "psnr": 24.6, "ssim": 0.884, "telea_psnr_mask": 15.4, "telea_ssim_mask": 0.362,
                "by_style": {"kn95": {"psnr_mask": 18.3, "ssim_mask": 0.57, "psnr": 25.2, "ssim": 0.90}}}
     best = ablation._row("ssim_mae", "the model", metrics, 6.0, [])
-    best["by_style"] = metrics["by_style"]
     held = ablation._row("holdout", "kn95 held out", metrics, 4.9, ["kn95"])
     text = ablation._table([best, held], epochs=3, paper_epochs=2)
     assert "| `ssim_mae`: the model | 18.40 | 0.5760 | 24.60 | 0.8840 | 9.77 M | 0.009 | 6.0 |" in text

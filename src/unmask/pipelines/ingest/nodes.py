@@ -87,6 +87,7 @@ OPTIONAL_PARAMS: dict = {
     "landmark_fallback": "detector",  # where landmarks come from for images without annotation rows
     "executor": "auto",  # "process", "thread" or "auto" (processes when >= PROCESS_MIN_IMAGES need the detector)
     "detector": None,  # FaceLandmarkDetector settings, e.g. {"use_cnn": false}
+    "aligned_cnn": False,  # aligned images: try dlib's CNN where HOG finds nothing, before the template
 }
 #: Aligned images: HOG first scans only the aligned-CelebA face box grown by this fraction of its
 #: size (``ingest.aligned_region_margin``; null in the parameters scans the whole image at once).
@@ -299,16 +300,16 @@ class _Examiner:
                     region, ox, oy = image[y0:y1, x0:x1], x0, y0
                 # the box's outer edges, in the region's pixel-centre coordinates
                 ref = (bx - 0.5 - ox, by - 0.5 - oy, bx + bw - 0.5 - ox, by + bh - 0.5 - oy)
+        aligned = self.source.layout != WILD  # (face boxes exist only in the wild layout)
         found = []
         with _DETECT_LOCK:
-            if bbox is None and self.aligned_region_margin is not None and self.source.layout != WILD:
+            if aligned and self.aligned_region_margin is not None:
                 found = self.detector.detect_in_region(
                     image, aligned_face_region(w, h, self.aligned_region_margin), masked=False)
             if not found:
-                aligned = bbox is None and self.source.layout != WILD
                 # aligned images fall back to the template, so the CNN (~0.1 s a try) is optional there
-                found = (self.detector.detect(region, masked=False, use_cnn=False)
-                         if aligned and not self.aligned_cnn else self.detector.detect(region, masked=False))
+                found = self.detector.detect(region, masked=False,
+                                             use_cnn=False if aligned and not self.aligned_cnn else None)
         best = pick_face(found, region.shape[1], region.shape[0], ref)
         if best is None:
             return None
@@ -453,7 +454,7 @@ def index_celeba_images(source_info: dict, params: dict) -> tuple[pd.DataFrame, 
     if margin is not None and not (isinstance(margin, (int, float)) and 0 <= margin <= 2):
         raise ValueError(f"ingest.aligned_region_margin must be a number from 0 to 2 (a fraction of the "
                          f"face box), or null to search the whole image; got {margin!r}")
-    aligned_cnn = params.get("aligned_cnn", False)
+    aligned_cnn = _option(params, "aligned_cnn")
     if not isinstance(aligned_cnn, bool):
         raise ValueError(f"ingest.aligned_cnn must be true or false, got {aligned_cnn!r}")
     examiner = _Examiner(source=source, check=check, min_size=int(_option(params, "min_size")),

@@ -19,15 +19,18 @@ def _ids_of(data_split: pd.DataFrame, split: str) -> list[str]:
     return sorted(ids)
 
 
-def _without_styles(ids: list[str], mask_metadata: pd.DataFrame, styles: list[str]) -> list[str]:
-    """``ids`` minus those whose mask has one of ``styles`` (held out to measure generalisation)."""
+def _held_out_ids(mask_metadata: pd.DataFrame, styles: list[str]) -> set[str]:
+    """Ids whose mask has one of ``styles`` (held out of training to measure generalisation)."""
     if not styles:
-        return ids
-    known = set(mask_metadata["style"].astype(str))
-    unknown = sorted(set(styles) - known)
+        return set()
+    style = mask_metadata["style"].astype(str)
+    unknown = sorted(set(styles) - set(style))
     if unknown:
-        raise ValueError(f"train.holdout_styles {unknown} is not a mask style of this data; styles: {sorted(known)}.")
-    held = set(mask_metadata.loc[mask_metadata["style"].astype(str).isin(styles), "image_id"].astype(str))
+        raise ValueError(f"train.holdout_styles {unknown} is not a mask style of this data; styles: {sorted(set(style))}.")
+    return set(mask_metadata.loc[style.isin(styles), "image_id"].astype(str))
+
+
+def _ids_without(ids: list[str], held: set[str], styles: list[str]) -> list[str]:
     kept = [i for i in ids if i not in held]
     if not kept:
         raise ValueError(f"train.holdout_styles {styles} leaves no image to train on.")
@@ -47,8 +50,9 @@ def train_model(
     params = dict(params)
     holdout = [str(s) for s in params.pop("holdout_styles", None) or []]
     settings = TrainSettings.from_params(params)
-    train_ids = _without_styles(_ids_of(data_split, "train"), mask_metadata, holdout)
-    val_ids = _without_styles(_ids_of(data_split, "val"), mask_metadata, holdout)
+    held = _held_out_ids(mask_metadata, holdout)
+    train_ids = _ids_without(_ids_of(data_split, "train"), held, holdout)
+    val_ids = _ids_without(_ids_of(data_split, "val"), held, holdout)
     data = TrainingData(train_ids, val_ids, masked_faces, face_crops,
                         mask_maps if settings.mask_loss_weight > 0 else None)
     result = fit(settings, data, mlflow_run=active_mlflow_run())
