@@ -90,6 +90,15 @@ def test_a_model_that_changes_nothing_gives_the_photo_back_bit_for_bit(checkpoin
     assert np.array_equal(result.image, photo)
 
 
+def test_flip_averaging_is_on_by_default_and_can_be_turned_off(checkpoint):
+    crop = np.random.default_rng(0).integers(0, 255, (CROP, CROP, 3), dtype=np.uint8)
+    averaged = Unmasker(checkpoint, device="cpu", precision="fp32", detector=object())
+    plain = Unmasker(checkpoint, device="cpu", precision="fp32", detector=object(), flip_average=False)
+    assert averaged.flip_average and "flip averaging" in averaged.describe()
+    assert not plain.flip_average and "flip averaging" not in plain.describe()
+    assert not np.array_equal(averaged.restore_crop(crop), plain.restore_crop(crop))
+
+
 def test_missing_checkpoint_says_how_to_train(tmp_path):
     with pytest.raises(FileNotFoundError, match="kedro run"):
         Unmasker(tmp_path / "model.safetensors")

@@ -132,7 +132,7 @@ class Unmasker:
 
     def __init__(self, checkpoint: str | os.PathLike = DEFAULT_CHECKPOINT, *, device: str = "auto",
                  precision: str = "auto", size: int | None = None, threshold: float = 0.1,
-                 detector: FaceLandmarkDetector | None = None) -> None:
+                 detector: FaceLandmarkDetector | None = None, flip_average: bool = True) -> None:
         checkpoint = Path(checkpoint)
         if not checkpoint.is_file():
             raise FileNotFoundError(f"No trained model at {checkpoint}. {MISSING_MODEL_HINT}")
@@ -146,12 +146,13 @@ class Unmasker:
         self.model, self.dtype = prepare_for_inference(model, device, precision)
         self.device = next(self.model.parameters()).device
         self.threshold = float(threshold)
+        self.flip_average = bool(flip_average)
         self.detector = detector or FaceLandmarkDetector()
         self.checkpoint = checkpoint
 
     def restore_crop(self, crop: np.ndarray) -> np.ndarray:
         """The model's restoration of one aligned ``S`` x ``S`` x 3 uint8 crop."""
-        restored = restore(self.model, image_to_tensor(crop).unsqueeze(0), self.dtype)
+        restored = restore(self.model, image_to_tensor(crop).unsqueeze(0), self.dtype, self.flip_average)
         return tensor_to_image(restored[0])
 
     def unmask(self, photo: np.ndarray) -> PhotoResult:
@@ -173,4 +174,5 @@ class Unmasker:
         config = getattr(self.model, "config", {})
         return (f"model {self.checkpoint} ({config.get('name', '?')}, filters {config.get('filters', '?')}), "
                 f"{self.size}x{self.size} crops (from {self.size_source}), {str(self.dtype).replace('torch.', '')} "
-                f"on {self.device}, {torch.get_num_threads()} threads")
+                f"on {self.device}, {torch.get_num_threads()} threads"
+                + (", flip averaging" if self.flip_average else ""))

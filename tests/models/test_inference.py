@@ -47,3 +47,13 @@ def test_bf16_inference_casts_the_weights_and_stays_close_to_fp32() -> None:
 def test_bad_precision_is_rejected() -> None:
     with pytest.raises(ValueError, match="precision"):
         prepare_for_inference(_model(), "cpu", "half")
+
+
+def test_flip_average_is_the_mean_of_the_face_and_its_mirror_image_restored() -> None:
+    x = torch.rand(3, 3, 16, 16)
+    model, dtype = prepare_for_inference(_model(), "cpu", "fp32")
+    plain, mirrored = restore(model, x, dtype), restore(model, x.flip(-1), dtype).flip(-1)
+    averaged = restore(model, x, dtype, flip_average=True)
+    assert averaged.shape == x.shape
+    torch.testing.assert_close(averaged, (plain + mirrored) / 2, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(plain, mirrored)  # an untrained network is not mirror-symmetric

@@ -49,20 +49,32 @@ def _first_conv_weight(model: nn.Module) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def restore(model: nn.Module, masked: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def restore(model: nn.Module, masked: torch.Tensor, dtype: torch.dtype = torch.float32,
+            flip_average: bool = False) -> torch.Tensor:
     """Restore a batch of masked faces (NCHW in [0, 1]) on the model's device; returns float32.
 
     A model whose weights are bf16/fp16 (see :func:`prepare_for_inference`) gets its input in that
-    dtype; a float32 model runs under autocast when ``dtype`` is lower precision.
+    dtype; a float32 model runs under autocast when ``dtype`` is lower precision. With
+    ``flip_average`` the model also restores the mirrored faces (in the same batch) and the two
+    restorations, the second mirrored back, are averaged: twice the work, and the errors of the
+    two views partly cancel (+0.3 dB PSNR inside the mask on real test faces, see the README).
     """
     weight = _first_conv_weight(model)
     channels_last = weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = masked.to(weight.device, non_blocking=True).contiguous(memory_format=fmt)
+    x = masked.to(weight.device, non_blocking=True)
+    if flip_average:
+        x = torch.cat([x, x.flip(-1)])
+    x = x.contiguous(memory_format=fmt)
     if weight.dtype != torch.float32:
-        return model(x.to(weight.dtype)).float()
-    with autocast(weight.device, dtype):
-        return model(x).float()
+        out = model(x.to(weight.dtype)).float()
+    else:
+        with autocast(weight.device, dtype):
+            out = model(x).float()
+    if flip_average:
+        plain, mirrored = out.chunk(2)
+        out = (plain + mirrored.flip(-1)) / 2
+    return out
 
 
 @torch.no_grad()

@@ -144,6 +144,17 @@ def test_a_composite_model_is_named_so_in_the_report(tiny_partitions, mask_metad
     assert "| Ours: ra_unet + mask head, composited, blind |" in evaluation_table(metrics)
 
 
+def test_flip_average_scores_the_averaged_restoration_and_says_so(tiny_partitions, mask_metadata):
+    torch.manual_seed(0)
+    model = build_model("ra_unet", filters=(4, 8))
+    plain, _ = _evaluate(model, tiny_partitions, mask_metadata)
+    averaged, metrics = _evaluate(model, tiny_partitions, mask_metadata, {**PARAMS, "flip_average": True})
+    assert metrics["flip_average"] is True
+    assert "| Ours: ra_unet + flip averaging, blind |" in evaluation_table(metrics)
+    assert not np.allclose(plain["psnr"], averaged["psnr"])
+    assert np.allclose(plain["telea_psnr"], averaged["telea_psnr"])  # the baselines do not change
+
+
 def test_metrics_for_mlflow_flattens_and_keeps_finite_numbers_only():
     logged = metrics_for_mlflow({"psnr": 30.0, "device": "cpu", "bad": float("nan"), "n_images": 8,
                                  "by_style": {"surgical": {"psnr_mask": 20.0}}})
@@ -152,7 +163,8 @@ def test_metrics_for_mlflow_flattens_and_keeps_finite_numbers_only():
 
 
 @pytest.mark.parametrize("override", [{"batch_size": 0}, {"timing_images": 0}, {"grid_images": "4"},
-                                      {"coverage_bins": [0.5, 0.1]}, {"dilate_px": -1}, {"batchsize": 4}])
+                                      {"coverage_bins": [0.5, 0.1]}, {"dilate_px": -1}, {"batchsize": 4},
+                                      {"flip_average": "yes"}])
 def test_bad_parameters_are_rejected(tiny_partitions, mask_metadata, override):
     p = tiny_partitions
     with pytest.raises(ValueError, match="evaluate"):

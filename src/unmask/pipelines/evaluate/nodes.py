@@ -68,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "coverage_bins": [0.0, 0.2, 0.25, 0.3, 0.35, 1.0],
     "grid_images": 8,
     "grid_ids": None,
+    "flip_average": False,
 }
 
 
@@ -91,6 +92,8 @@ def _settings(params: dict) -> dict[str, Any]:
     if (not isinstance(bins, (list, tuple)) or len(bins) < 2
             or any(not isinstance(b, (int, float)) for b in bins) or list(bins) != sorted(set(bins))):
         raise ValueError(f"evaluate.coverage_bins must be at least two increasing numbers, got {bins!r}.")
+    if not isinstance(s["flip_average"], bool):
+        raise ValueError(f"evaluate.flip_average must be true or false, got {s['flip_average']!r}.")
     if s["grid_ids"] is not None and not isinstance(s["grid_ids"], (list, tuple)):
         raise ValueError(f"evaluate.grid_ids must be null or a list of test image ids, got {s['grid_ids']!r}.")
     return s
@@ -105,7 +108,8 @@ def _test_ids(data_split: pd.DataFrame, limit: int | None) -> list[str]:
 
 def select_model(trained_model: nn.Module, params: dict) -> tuple[nn.Module, dict[str, Any]]:
     """The network to evaluate (``evaluate.checkpoint``, else the latest trained model) and a description of it."""
-    checkpoint = _settings(params)["checkpoint"]
+    settings = _settings(params)
+    checkpoint = settings["checkpoint"]
     model, source = trained_model, "trained_model (data/06_models/model.safetensors)"
     if checkpoint:
         path = Path(str(checkpoint))
@@ -119,6 +123,7 @@ def select_model(trained_model: nn.Module, params: dict) -> tuple[nn.Module, dic
         "architecture": str(config.get("name", type(model).__name__)),
         "filters": list(config.get("filters", [])),
         "composite": bool(config.get("composite", False)),
+        "flip_average": settings["flip_average"],
         "parameters": int(count_parameters(model)),
     }
     return model, info
@@ -178,15 +183,15 @@ def _synchronize(device: torch.device) -> None:
 
 
 def _seconds_per_image_batch1(model: nn.Module, dtype: torch.dtype, inputs: list[torch.Tensor],
-                              device: torch.device) -> list[float]:
+                              device: torch.device, flip_average: bool) -> list[float]:
     """Warm seconds per image at batch 1, as a user restoring one photo would see."""
-    restore(model, inputs[0].unsqueeze(0), dtype)  # warm-up: allocation and kernel selection
+    restore(model, inputs[0].unsqueeze(0), dtype, flip_average)  # warm-up: allocation and kernel selection
     timings = []
     for x in inputs:
         x = x.unsqueeze(0).to(device)
         _synchronize(device)
         started = time.perf_counter()
-        restore(model, x, dtype)
+        restore(model, x, dtype, flip_average)
         _synchronize(device)
         timings.append(time.perf_counter() - started)
     return timings
@@ -225,7 +230,7 @@ def score_test_set(
         for masked, clean, mask, baselines in loader:
             _synchronize(device)
             started = time.perf_counter()
-            restored = restore(model, masked, dtype)
+            restored = restore(model, masked, dtype, s["flip_average"])
             _synchronize(device)
             model_seconds += time.perf_counter() - started
             restored = restored.cpu()
@@ -248,7 +253,7 @@ def score_test_set(
                      .astype(str).replace("nan", "outside bins"))
 
     timing_samples = [pairs[i] for i in range(min(s["timing_images"], len(pairs)))]
-    batch1 = _seconds_per_image_batch1(model, dtype, [t[0] for t in timing_samples], device)
+    batch1 = _seconds_per_image_batch1(model, dtype, [t[0] for t in timing_samples], device, s["flip_average"])
     per_baseline = _seconds_per_baseline(timing_samples, s)
     timing = {
         "seconds_per_image_batch1_median": float(np.median(batch1)),
@@ -318,6 +323,7 @@ def evaluation_table(evaluation_metrics: dict) -> str:
     """A Markdown report: the paper's Table I (with in-mask columns), then breakdowns by style and coverage."""
     m = evaluation_metrics
     name = m.get("architecture", "model") + (" + mask head, composited" if m.get("composite") else "")
+    name += " + flip averaging" if m.get("flip_average") else ""
     size = m.get("image_size")
     lines = [
         "# Evaluation on the test split",
@@ -376,7 +382,7 @@ def comparison_grid(
     model, dtype = prepare_for_inference(evaluation_model, s["device"], s["precision"])
     pairs = PairedFaceDataset(ids, masked_faces, face_crops, mask_maps)
     samples = [pairs[i] for i in range(len(pairs))]
-    restored = restore(model, torch.stack([t[0] for t in samples]), dtype).cpu()
+    restored = restore(model, torch.stack([t[0] for t in samples]), dtype, s["flip_average"]).cpu()
     telea = [inpaint_with_mask(tensor_to_image(m), k[0].numpy() > 0.5, "telea", s["inpaint_radius"], s["dilate_px"])
              for m, _, k in samples]
     return image_grid(
