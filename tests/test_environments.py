@@ -9,12 +9,12 @@ import pytest
 from kedro.config import OmegaConfigLoader
 
 from unmask import settings
-from unmask.models.training import TrainSettings
 from unmask.pipelines.evaluate.nodes import _settings as evaluate_settings
 from unmask.pipelines.faces.nodes import validate_faces_params
 from unmask.pipelines.ingest.nodes import _check_params as check_ingest_params
 from unmask.pipelines.masks.nodes import validate_masks_params
 from unmask.pipelines.split.nodes import _validate_split_params
+from unmask.pipelines.train.nodes import parse_train_params
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 ENVIRONMENTS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("base", "local"))
@@ -32,9 +32,7 @@ def test_environment_parameters_are_valid(env):
     validate_faces_params(params["faces"])
     validate_masks_params(params["masks"])
     _validate_split_params(params["split"])
-    train = dict(params["train"])
-    assert isinstance(train.pop("holdout_styles"), list)
-    TrainSettings.from_params(train)
+    parse_train_params(params["train"])
     evaluate_settings(params["evaluate"])
 
 

@@ -1,4 +1,4 @@
-"""Tests for unmask.models.data: the epoch sampler (order, flips, sharding) and flipped samples."""
+"""Tests for unmask.models.data: the epoch sampler (order, flips, sharding), flipped samples, fresh masks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from unmask.models.data import EpochSampler, PairedFaceDataset
+from unmask.imaging.mask_renderer import image_seed, rasterize_mask, sample_mask_spec
+from unmask.models.data import EpochSampler, FreshlyMaskedFaceDataset, FreshMasks, PairedFaceDataset
 
 
 def _pairs(sampler: EpochSampler, epoch: int) -> list[tuple[int, bool]]:
@@ -59,3 +60,63 @@ def test_a_flipped_sample_mirrors_input_and_target_alike() -> None:
     flipped_masked, flipped_target = dataset[(0, True)]
     assert torch.equal(flipped_masked, masked.flip(-1)) and torch.equal(flipped_target, target.flip(-1))
     assert torch.equal(dataset[(0, False)][0], masked)
+
+
+def test_a_sampler_with_epoch_adds_it_to_each_pair() -> None:
+    plain = EpochSampler(6, shuffle=True, flip=True, seed=2)
+    tagged = EpochSampler(6, shuffle=True, flip=True, seed=2, with_epoch=True)
+    assert _pairs(tagged, 3) == [(i, f, 3) for i, f in _pairs(plain, 3)]
+
+
+# --------------------------------------------------------------------------- fresh masks
+
+# five landmarks of a 32 px aligned face, x then y
+LANDMARKS = (11.0, 12.0, 21.0, 12.0, 16.0, 18.0, 12.0, 23.0, 20.0, 23.0)
+
+
+def _crop(size: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    return rng.integers(60, 200, (size, size, 3), dtype=np.uint8)
+
+
+def test_fresh_masks_are_a_function_of_seed_id_and_epoch() -> None:
+    fresh = FreshMasks({"000001": LANDMARKS, "000002": LANDMARKS}, seed=0, styles=["surgical", "cloth"])
+    crop = _crop()
+    masked, mask = fresh("000001", crop, epoch=1)
+    again, _ = FreshMasks({"000001": LANDMARKS}, seed=0, styles=["surgical", "cloth"])("000001", crop, epoch=1)
+    assert np.array_equal(masked, again)
+    assert not np.array_equal(masked, fresh("000001", crop, epoch=2)[0])
+    assert not np.array_equal(masked, fresh("000002", crop, epoch=1)[0])
+    # the renderer's contract: exactly the pixels of the map change
+    changed = (masked != crop).any(axis=2)
+    assert mask.any() and not changed[mask == 0].any()
+    # the map is that of the spec drawn from variant `epoch` of the image's seed
+    points = np.asarray(LANDMARKS, np.float32).reshape(5, 2)
+    spec = sample_mask_spec(points, 32, np.random.default_rng(image_seed(0, "000001", variant=1)), ["surgical", "cloth"])
+    assert np.array_equal(mask, rasterize_mask(spec, 32))
+
+
+def test_fresh_masks_reject_incomplete_landmarks_and_empty_styles() -> None:
+    with pytest.raises(ValueError, match="landmarks"):
+        FreshMasks({"a": LANDMARKS[:8]}, seed=0, styles=["cloth"])
+    with pytest.raises(ValueError, match="landmarks"):
+        FreshMasks({"a": (float("nan"),) * 10}, seed=0, styles=["cloth"])
+    with pytest.raises(ValueError, match="style"):
+        FreshMasks({"a": LANDMARKS}, seed=0, styles=[])
+
+
+def test_freshly_masked_samples_follow_the_epoch_and_flip_with_their_mask() -> None:
+    crop = _crop()
+    fresh = FreshMasks({"a": LANDMARKS}, seed=0, styles=["kn95"])
+    dataset = FreshlyMaskedFaceDataset(["a"], {"a": lambda: Image.fromarray(crop)}, fresh, with_mask=True)
+    masked, clean, mask = dataset[(0, False, 4)]
+    expected_masked, expected_mask = fresh("a", crop, 4)
+    assert torch.equal(masked, torch.from_numpy(expected_masked).permute(2, 0, 1).float() / 255)
+    assert torch.equal(clean, torch.from_numpy(crop).permute(2, 0, 1).float() / 255)
+    assert mask.shape == (1, 32, 32) and torch.equal(mask[0], torch.from_numpy(expected_mask).float())
+    flipped = dataset[(0, True, 4)]
+    assert all(torch.equal(f, t.flip(-1)) for f, t in zip(flipped, (masked, clean, mask)))
+    assert not torch.equal(dataset[(0, False, 5)][0], masked)
+    assert len(FreshlyMaskedFaceDataset(["a"], {"a": lambda: Image.fromarray(crop)}, fresh)[0]) == 2
+    with pytest.raises(KeyError, match="--pipelines=faces"):
+        FreshlyMaskedFaceDataset(["a", "b"], {"a": lambda: crop, "b": lambda: crop}, fresh)

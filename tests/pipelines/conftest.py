@@ -16,7 +16,7 @@ def _face(rng: np.random.Generator, size: int) -> np.ndarray:
 
 @pytest.fixture
 def tiny_partitions():
-    """40 clean crops, their masked versions (lower half painted) and masks, plus a split table."""
+    """40 clean crops, their masked versions (lower half painted), masks and landmarks, plus a split table."""
     rng = np.random.default_rng(0)
     size = 16
     ids = [f"{i:06d}" for i in range(1, 41)]
@@ -35,5 +35,10 @@ def tiny_partitions():
          "split": ["test"] * 8 + ["val"] * 8 + ["train"] * 24}
     )
     styles = pd.DataFrame({"image_id": ids, "style": ["surgical", "cloth"] * 20})
+    # eyes, nose tip and mouth corners of a 16 px aligned face (x, y)
+    points = {"lefteye": (5.0, 6.0), "righteye": (11.0, 6.0), "nose": (8.0, 9.0), "leftmouth": (6.0, 11.5),
+              "rightmouth": (10.0, 11.5)}
+    landmarks = pd.DataFrame({"image_id": ids, **{f"{name}_{axis}": [xy[k]] * len(ids)
+                                                  for name, xy in points.items() for k, axis in enumerate("xy")}})
     return {"face_crops": crops, "masked_faces": masked, "mask_maps": masks, "mask_metadata": styles,
-            "data_split": split}
+            "face_landmarks": landmarks, "data_split": split}

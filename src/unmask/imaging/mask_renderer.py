@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import colorsys
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,6 +50,7 @@ __all__ = [
     "MASK_STYLES",
     "MaskSpec",
     "face_frame",
+    "image_seed",
     "mask_coverage",
     "rasterize_mask",
     "render_masked_face",
@@ -403,6 +405,23 @@ def rasterize_mask(spec: MaskSpec, size: int | None = None) -> np.ndarray:
     _draw_body(out, spec)
     _draw_straps(out, spec)
     return out
+
+
+def image_seed(seed: int, image_id: str, variant: int = 0) -> int:
+    """Per-image seed (0 <= value < 2**63) derived from the run seed, the image id and a variant.
+
+    Numeric ids (CelebA's ``000001``) use ``[seed, int(id)]`` as entropy; other ids a stable
+    BLAKE2 hash of the id (Python's ``hash`` is salted per process, so it is not used). Variant 0
+    is the mask the masks pipeline stores; variant ``k > 0`` is another, independent mask for the
+    same face (training draws a fresh one per epoch).
+    """
+    image_id = str(image_id)
+    key = int(image_id) if image_id.isdigit() else int.from_bytes(
+        hashlib.blake2b(image_id.encode("utf-8"), digest_size=8).digest(), "little"
+    )
+    entropy = [int(seed), key] if variant == 0 else [int(seed), key, int(variant)]
+    state = np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]
+    return int(state >> np.uint64(1))
 
 
 def mask_coverage(mask: np.ndarray) -> float:

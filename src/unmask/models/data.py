@@ -1,8 +1,9 @@
 """Torch datasets over the pipeline's image partitions (lazy ``{image_id: load}`` dictionaries).
 
 Augmentation is decided by the sampler, not the dataset: :class:`EpochSampler` yields
-``(index, flip)`` pairs drawn from ``(seed, epoch)`` alone, so the order and the flips of an epoch
-are the same with or without worker processes, on every rank count, and after a resume.
+``(index, flip)`` pairs (or ``(index, flip, epoch)`` triples) drawn from ``(seed, epoch)`` alone,
+so the order, the flips and the fresh masks of an epoch are the same with or without worker
+processes, on every rank count, and after a resume.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from unmask.imaging.mask_renderer import image_seed, rasterize_mask, render_masked_face, sample_mask_spec
+
 Loader = Callable[[], object]
+Index = int | tuple[int, bool] | tuple[int, bool, int]
 
 
 def image_to_tensor(image: object) -> torch.Tensor:
@@ -68,13 +72,90 @@ class PairedFaceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    def __getitem__(self, index: int | tuple[int, bool]) -> tuple[torch.Tensor, ...]:
-        index, flip = index if isinstance(index, tuple) else (index, False)
+    def __getitem__(self, index: Index) -> tuple[torch.Tensor, ...]:
+        index, flip = index[:2] if isinstance(index, tuple) else (index, False)
         image_id = self.image_ids[index]
         tensors = [image_to_tensor(load_pixels(self.masked_faces[image_id])),
                    image_to_tensor(load_pixels(self.face_crops[image_id]))]
         if self.mask_maps is not None:
             tensors.append((image_to_tensor(load_pixels(self.mask_maps[image_id])) > 0.5).float())
+        if flip:
+            tensors = [t.flip(-1) for t in tensors]
+        return tuple(tensors)
+
+
+class FreshMasks:
+    """A new synthetic mask for a face crop every epoch, from ``(seed, image_id, epoch)`` alone.
+
+    Epoch ``e >= 1`` draws variant ``e`` of :func:`~unmask.imaging.mask_renderer.image_seed`
+    (variant 0 is the stored mask of the masks pipeline), so a model sees each face under many
+    masks instead of memorising one, and any worker, rank or resumed run draws the same one.
+    ``landmarks`` holds the five crop-space landmarks of each id (10 numbers, x then y).
+    Picklable: DataLoader workers get their own copy.
+    """
+
+    def __init__(self, landmarks: Mapping[str, Sequence[float]], seed: int, styles: Sequence[str]) -> None:
+        if not styles:
+            raise ValueError("FreshMasks needs at least one mask style to draw from.")
+        self.landmarks = {str(k): tuple(float(v) for v in points) for k, points in landmarks.items()}
+        bad = [k for k, points in self.landmarks.items() if len(points) != 10 or not np.isfinite(points).all()]
+        if bad:
+            raise ValueError(f"{len(bad)} face(s) have no complete set of 5 landmarks (first: {bad[:5]}); "
+                             "re-run `kedro run --pipelines=faces`.")
+        self.seed, self.styles = int(seed), tuple(str(s) for s in styles)
+
+    def __contains__(self, image_id: str) -> bool:
+        return image_id in self.landmarks
+
+    def __call__(self, image_id: str, crop: np.ndarray, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(masked crop, mask map)`` for this face in this epoch: HxWx3 uint8 and HxW {0, 1} uint8."""
+        size = crop.shape[0]
+        if crop.shape[:2] != (size, size):
+            raise ValueError(f"face crop {image_id} is {crop.shape[1]}x{crop.shape[0]}, not square.")
+        points = np.asarray(self.landmarks[image_id], dtype=np.float32).reshape(5, 2)
+        rng = np.random.default_rng(image_seed(self.seed, image_id, variant=int(epoch)))
+        spec = sample_mask_spec(points, size, rng, self.styles)
+        return render_masked_face(crop, spec), rasterize_mask(spec, size)
+
+    def digest_text(self) -> str:
+        """What determines the masks drawn (for checkpoint fingerprints)."""
+        return f"fresh_masks seed={self.seed} styles={','.join(self.styles)}"
+
+
+class FreshlyMaskedFaceDataset(Dataset):
+    """Yields ``(masked, clean[, mask])`` tensors with a mask drawn for the sample's epoch.
+
+    An index is an ``(int, flip, epoch)`` triple from an :class:`EpochSampler` made with
+    ``with_epoch=True``; a plain int or pair uses epoch 1. ``with_mask`` adds the drawn mask map
+    (for the mask loss of a composite network).
+    """
+
+    def __init__(self, image_ids: Sequence[str], face_crops: Mapping[str, Loader], fresh_masks: FreshMasks,
+                 with_mask: bool = False) -> None:
+        missing = [i for i in image_ids if i not in face_crops or i not in fresh_masks]
+        if missing:
+            raise KeyError(
+                f"{len(missing)} split ids have no stored face crop or landmarks (first: {missing[:5]}); the split "
+                "is older than the faces: re-run `kedro run --pipelines=faces,masks,split`."
+            )
+        self.image_ids = list(image_ids)
+        self.face_crops = face_crops
+        self.fresh_masks = fresh_masks
+        self.with_mask = with_mask
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: Index) -> tuple[torch.Tensor, ...]:
+        if not isinstance(index, tuple):
+            index = (index, False)
+        index, flip, epoch = (*index, 1) if len(index) == 2 else index
+        image_id = self.image_ids[index]
+        crop = np.ascontiguousarray(np.asarray(load_pixels(self.face_crops[image_id]))[:, :, :3])
+        masked, mask = self.fresh_masks(image_id, crop, epoch)
+        tensors = [image_to_tensor(masked), image_to_tensor(crop)]
+        if self.with_mask:
+            tensors.append(torch.from_numpy(mask).float()[None])
         if flip:
             tensors = [t.flip(-1) for t in tensors]
         return tuple(tensors)
@@ -88,17 +169,19 @@ class EpochSampler(Sampler):
     a free, label-preserving augmentation). Rank ``r`` of ``world`` takes every ``world``-th
     sample from ``r``; with ``pad`` the epoch is first padded by repeating samples so that every
     rank gets the same count (DistributedDataParallel needs equal step counts), without it the
-    ranks' shares differ by at most one. Call :meth:`set_epoch` before each epoch.
+    ranks' shares differ by at most one. With ``with_epoch`` each pair also carries the epoch
+    (``(index, flip, epoch)``), for datasets that draw something new per epoch
+    (:class:`FreshlyMaskedFaceDataset`). Call :meth:`set_epoch` before each epoch.
     """
 
     def __init__(self, size: int, *, shuffle: bool, flip: bool, seed: int = 0, rank: int = 0, world: int = 1,
-                 pad: bool = False) -> None:
+                 pad: bool = False, with_epoch: bool = False) -> None:
         if size < 1:
             raise ValueError(f"cannot sample an empty dataset (size {size})")
         if not 0 <= rank < world:
             raise ValueError(f"rank {rank} is outside 0..{world - 1}")
         self.size, self.shuffle, self.flip, self.seed = size, shuffle, flip, seed
-        self.rank, self.world, self.pad = rank, world, pad
+        self.rank, self.world, self.pad, self.with_epoch = rank, world, pad, with_epoch
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -110,7 +193,7 @@ class EpochSampler(Sampler):
             return -(-self.size // self.world)
         return len(range(self.rank, self.size, self.world))
 
-    def __iter__(self) -> Iterator[tuple[int, bool]]:
+    def __iter__(self) -> Iterator[tuple[int, bool] | tuple[int, bool, int]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.size, generator=generator) if self.shuffle else torch.arange(self.size)
         flips = torch.rand(self.size, generator=generator) < 0.5 if self.flip else torch.zeros(self.size, dtype=torch.bool)
@@ -118,4 +201,6 @@ class EpochSampler(Sampler):
             total = len(self) * self.world
             order = torch.cat([order, order[: total - self.size]]) if total > self.size else order
         mine = order[self.rank :: self.world].tolist()
+        if self.with_epoch:
+            return iter([(i, bool(flips[i]), self.epoch) for i in mine])
         return iter([(i, bool(flips[i])) for i in mine])

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .checkpoint import load_training_state, save_training_state
-from .data import EpochSampler, PairedFaceDataset
+from .data import EpochSampler, FreshlyMaskedFaceDataset, FreshMasks, PairedFaceDataset
 from .devices import (
     PRECISION_CHOICES,
     autocast,
@@ -166,17 +166,27 @@ class TrainingData:
     val_ids: list[str]
     masked_faces: Mapping[str, Callable[[], object]]
     face_crops: Mapping[str, Callable[[], object]]
-    #: the true masks, only for a loss on a composite network's predicted mask (never its input)
+    #: the true masks, only for a loss on a composite network's predicted mask (never its input);
+    #: with ``fresh_masks`` the training images' drawn maps are used, and this only asks for them
     mask_maps: Mapping[str, Callable[[], object]] | None = None
+    #: draw a new mask on every training face each epoch instead of the stored ``masked_faces``
+    #: (validation keeps the stored masks, so its curve compares like with like)
+    fresh_masks: FreshMasks | None = None
 
-    def datasets(self) -> tuple[PairedFaceDataset, PairedFaceDataset]:
+    def datasets(self) -> tuple[PairedFaceDataset | FreshlyMaskedFaceDataset, PairedFaceDataset]:
         """The train and validation datasets (checks that every id has its images)."""
-        return (PairedFaceDataset(self.train_ids, self.masked_faces, self.face_crops, self.mask_maps),
-                PairedFaceDataset(self.val_ids, self.masked_faces, self.face_crops))
+        if self.fresh_masks is not None:
+            train = FreshlyMaskedFaceDataset(self.train_ids, self.face_crops, self.fresh_masks,
+                                             with_mask=self.mask_maps is not None)
+        else:
+            train = PairedFaceDataset(self.train_ids, self.masked_faces, self.face_crops, self.mask_maps)
+        return train, PairedFaceDataset(self.val_ids, self.masked_faces, self.face_crops)
 
     def digest(self) -> str:
-        """A fingerprint of the split, so a checkpoint is never resumed on other data."""
+        """A fingerprint of the split (and of fresh masks), so a checkpoint is never resumed on other data."""
         text = "train\n" + "\n".join(self.train_ids) + "\nval\n" + "\n".join(self.val_ids)
+        if self.fresh_masks is not None:
+            text += "\n" + self.fresh_masks.digest_text()
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -537,15 +547,16 @@ def _train(rank: int, world: int, device: torch.device, settings: TrainSettings,
 
     train_set, val_set = data.datasets()
     sampler = EpochSampler(len(train_set), shuffle=True, flip=settings.flip, seed=settings.seed,
-                           rank=rank, world=world, pad=True)
+                           rank=rank, world=world, pad=True, with_epoch=data.fresh_masks is not None)
     val_sampler = EpochSampler(len(val_set), shuffle=False, flip=False, rank=rank, world=world)
     train_loader = _loader(train_set, sampler, settings, device)
     val_loader = _loader(val_set, val_sampler, settings, device)
     if is_main:
         logger.info(
-            "Training %s %s on %d x %s (%s, %s): %d train / %d val images, batch %d per device, epochs %d..%d",
+            "Training %s %s on %d x %s (%s, %s): %d train / %d val images (%s), batch %d per device, epochs %d..%d",
             settings.model, list(settings.filters), world, device, precision_name(dtype),
             "channels_last" if fmt == torch.channels_last else "NCHW", len(train_set), len(val_set),
+            "a fresh mask per face each epoch" if data.fresh_masks is not None else "the stored masks",
             settings.batch_size, progress.epoch + 1, settings.epochs,
         )
 
@@ -556,7 +567,7 @@ def _train(rank: int, world: int, device: torch.device, settings: TrainSettings,
             break
         sampler.set_epoch(epoch)
         if not first_epoch_ids:
-            first_epoch_ids = [train_set.image_ids[i] for i, _ in sampler]
+            first_epoch_ids = [train_set.image_ids[i] for i, *_ in sampler]
         images_per_epoch = len(sampler)
         learning_rate = optimizer.param_groups[0]["lr"]
         step_model.train()

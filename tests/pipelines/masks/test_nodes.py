@@ -101,6 +101,9 @@ def test_image_seed():
     assert image_seed(0, "000001") != image_seed(1, "000001")
     assert image_seed(0, "000001") != image_seed(0, "000002")
     assert 0 <= image_seed(3, "not-a-number.jpg") < 2**63
+    # variant 0 is the stored mask; other variants are other masks of the same face
+    assert image_seed(0, "000001", variant=0) == image_seed(0, "000001")
+    assert len({image_seed(0, "000001", variant=v) for v in range(4)}) == 4
     assert image_seed(0, "abc") == image_seed(0, "abc")
 
 

@@ -23,9 +23,12 @@ PARAMS = {
 TIMING_COLUMNS = ["train_images_per_s", "epoch_seconds"]
 
 
-def _train(p: dict, params: dict):
-    return train_model(p["face_crops"], p["masked_faces"], p["mask_maps"], p["mask_metadata"], p["data_split"],
-                       params)
+MASKS = {"seed": 0, "styles": ["surgical", "n95", "kn95", "cloth", "bandana"]}
+
+
+def _train(p: dict, params: dict, masks: dict = MASKS):
+    return train_model(p["face_crops"], p["masked_faces"], p["mask_maps"], p["mask_metadata"], p["face_landmarks"],
+                       p["data_split"], params, masks)
 
 
 def test_training_lowers_the_loss_and_returns_the_best_model(tiny_partitions):
@@ -301,3 +304,44 @@ def test_holdout_styles_leave_those_masks_out_of_training(tiny_partitions, monke
         _train(p, {**PARAMS, "holdout_styles": ["scuba"]})
     with pytest.raises(ValueError, match="composite"):
         _train(p, {**PARAMS, "mask_loss_weight": 1.0})
+
+
+def test_fresh_masks_draw_every_style_but_the_held_out_ones_on_every_training_face(tiny_partitions, monkeypatch):
+    p = tiny_partitions
+    seen = {}
+
+    def spy(settings, data, mlflow_run=None):
+        seen["data"] = data
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr("unmask.pipelines.train.nodes.fit", spy)
+    with pytest.raises(RuntimeError, match="stop"):
+        _train(p, {**PARAMS, "fresh_masks": True, "holdout_styles": ["cloth"]})
+    data = seen["data"]
+    train_ids = sorted(p["data_split"].query("split == 'train'")["image_id"])
+    cloth = set(p["mask_metadata"].query("style == 'cloth'")["image_id"])
+    assert data.train_ids == train_ids  # no face is lost to the held-out style: it is never drawn
+    assert data.val_ids and not set(data.val_ids) & cloth  # validation keeps the stored masks
+    assert data.fresh_masks.styles == ("surgical", "n95", "kn95", "bandana")
+    assert set(data.fresh_masks.landmarks) == set(train_ids)
+    with pytest.raises(ValueError, match="fresh_masks must be true or false"):
+        _train(p, {**PARAMS, "fresh_masks": "yes"})
+    with pytest.raises(ValueError, match="nothing is left to draw"):
+        _train(p, {**PARAMS, "fresh_masks": True, "holdout_styles": ["cloth"]}, {"seed": 0, "styles": ["cloth"]})
+    with pytest.raises(ValueError, match="masks.styles"):
+        _train(p, {**PARAMS, "fresh_masks": True}, {"seed": 0, "styles": ["scuba"]})
+
+
+def test_fresh_masks_train_a_composite_network(tiny_partitions):
+    p = tiny_partitions
+    params = {**PARAMS, "fresh_masks": True, "composite": True, "mask_loss_weight": 1.0, "epochs": 2}
+    model, history = _train(p, params)
+    assert list(history["epoch"]) == [1, 2] and history["val_loss"].notna().all()
+    assert model.config["composite"] is True
+
+
+def test_fresh_masks_need_landmarks_for_every_training_face(tiny_partitions):
+    p = tiny_partitions
+    landmarks = p["face_landmarks"].query("image_id != '000030'")  # a training face
+    with pytest.raises(KeyError, match="--pipelines=faces"):
+        _train({**p, "face_landmarks": landmarks}, {**PARAMS, "fresh_masks": True})

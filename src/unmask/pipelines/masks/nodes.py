@@ -12,7 +12,6 @@ no per-image geometry or pixels are kept in memory in between.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -26,6 +25,7 @@ from unmask.imaging.landmarks import LANDMARK_COLUMNS
 from unmask.imaging.mask_renderer import (
     MASK_STYLES,
     MaskSpec,
+    image_seed,
     mask_coverage,
     rasterize_mask,
     render_masked_face,
@@ -67,20 +67,6 @@ def _pool_settings(params: dict[str, Any], n_items: int) -> tuple[int, int]:
         return pool_args(n_items, params.get("workers"), int(knobs["chunk_size"]), int(knobs["parallel_from"]))
     except ValueError as exc:
         raise ValueError(f"masks.{exc} (fix masks.workers in conf/<env>/parameters*.yml)") from None
-
-
-def image_seed(seed: int, image_id: str) -> int:
-    """Per-image seed (0 <= value < 2**63) derived from the run seed and the image id.
-
-    Numeric ids (CelebA's ``000001``) use ``[seed, int(id)]`` as entropy; other ids a stable
-    BLAKE2 hash of the id (Python's ``hash`` is salted per process, so it is not used).
-    """
-    image_id = str(image_id)
-    key = int(image_id) if image_id.isdigit() else int.from_bytes(
-        hashlib.blake2b(image_id.encode("utf-8"), digest_size=8).digest(), "little"
-    )
-    state = np.random.SeedSequence([int(seed), key]).generate_state(1, dtype=np.uint64)[0]
-    return int(state >> np.uint64(1))
 
 
 def _spec_for(landmarks: np.ndarray, size: int, spec_seed: int, styles: Sequence[str]) -> MaskSpec:

@@ -9,7 +9,10 @@ import pandas as pd
 from torch import nn
 
 from unmask.imaging.grids import training_curves
+from unmask.imaging.landmarks import LANDMARK_COLUMNS
+from unmask.models.data import FreshMasks
 from unmask.models.training import TrainingData, TrainSettings, active_mlflow_run, fit
+from unmask.pipelines.masks.nodes import validate_masks_params
 
 
 def _ids_of(data_split: pd.DataFrame, split: str) -> list[str]:
@@ -37,24 +40,56 @@ def _ids_without(ids: list[str], held: set[str], styles: list[str]) -> list[str]
     return kept
 
 
+def parse_train_params(params: dict) -> tuple[TrainSettings, list[str], bool]:
+    """``(training loop settings, holdout_styles, fresh_masks)`` from the ``train`` group, checked."""
+    params = dict(params)
+    holdout = params.pop("holdout_styles", None) or []
+    if isinstance(holdout, str) or not isinstance(holdout, list):
+        raise ValueError(f"train.holdout_styles must be a list of mask styles, got {holdout!r}.")
+    fresh = params.pop("fresh_masks", False)
+    if not isinstance(fresh, bool):
+        raise ValueError(f"train.fresh_masks must be true or false, got {fresh!r}.")
+    return TrainSettings.from_params(params), [str(s) for s in holdout], fresh
+
+
+def _fresh_masks(face_landmarks: pd.DataFrame, ids: list[str], masks_params: dict, holdout: list[str]) -> FreshMasks:
+    """A per-epoch mask drawer over ``ids``, with the masks pipeline's seed and styles less ``holdout``."""
+    seed, styles = validate_masks_params(masks_params)
+    kept = [s for s in styles if s not in holdout]
+    if not kept:
+        raise ValueError(f"train.holdout_styles {holdout} removes every style of masks.styles {styles}: "
+                         "nothing is left to draw fresh masks from.")
+    missing = [c for c in ["image_id", *LANDMARK_COLUMNS] if c not in face_landmarks.columns]
+    if missing:
+        raise ValueError(f"face_landmarks lacks column(s) {missing}; re-run `kedro run --pipelines=faces`.")
+    rows = face_landmarks.assign(image_id=face_landmarks["image_id"].astype(str)).set_index("image_id")
+    wanted = rows.index.intersection(ids)
+    return FreshMasks(dict(zip(wanted, rows.loc[wanted, LANDMARK_COLUMNS].to_numpy(dtype=float).tolist())), seed, kept)
+
+
 def train_model(
     face_crops: Mapping[str, Callable], masked_faces: Mapping[str, Callable], mask_maps: Mapping[str, Callable],
-    mask_metadata: pd.DataFrame, data_split: pd.DataFrame, params: dict,
+    mask_metadata: pd.DataFrame, face_landmarks: pd.DataFrame, data_split: pd.DataFrame, params: dict,
+    masks_params: dict,
 ) -> tuple[nn.Module, pd.DataFrame]:
     """Train the configured network on the train split; return the best-on-validation model and its history.
 
-    ``train.holdout_styles`` leaves those mask styles out of training and validation (the test
-    split keeps them, so evaluation scores a style the model never saw). The true ``mask_maps``
-    are read only for a composite network's mask loss, never as input.
+    ``train.fresh_masks`` draws a new mask on every training face each epoch (the masks
+    pipeline's renderer, seed and styles, from the face's landmarks) instead of reusing its stored
+    masked image; validation keeps the stored masks. ``train.holdout_styles`` leaves those mask
+    styles out of training and validation (the test split keeps them, so evaluation scores a
+    style the model never saw): with fresh masks, they are simply never drawn. The true
+    ``mask_maps`` are read only for a composite network's mask loss, never as input.
     """
-    params = dict(params)
-    holdout = [str(s) for s in params.pop("holdout_styles", None) or []]
-    settings = TrainSettings.from_params(params)
+    settings, holdout, fresh = parse_train_params(params)
     held = _held_out_ids(mask_metadata, holdout)
-    train_ids = _ids_without(_ids_of(data_split, "train"), held, holdout)
+    train_ids = _ids_of(data_split, "train")
+    # fresh masks never draw a held-out style, so every training face stays usable
+    train_ids = train_ids if fresh else _ids_without(train_ids, held, holdout)
     val_ids = _ids_without(_ids_of(data_split, "val"), held, holdout)
     data = TrainingData(train_ids, val_ids, masked_faces, face_crops,
-                        mask_maps if settings.mask_loss_weight > 0 else None)
+                        mask_maps if settings.mask_loss_weight > 0 else None,
+                        fresh_masks=_fresh_masks(face_landmarks, train_ids, masks_params, holdout) if fresh else None)
     result = fit(settings, data, mlflow_run=active_mlflow_run())
     return result.model, pd.DataFrame(result.history)
 
