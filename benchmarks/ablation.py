@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/ablation.py --env cpu --epochs 3
 
-Each variant is a set of ``train`` parameter overrides on top of the Kedro environment ``--env``
-(``conf/cpu`` by default). For each one this runs ``kedro run --env ENV --pipelines=train,evaluate``
+Each variant is a set of ``train`` (and ``evaluate``) parameter overrides on top of the Kedro
+environment ``--env`` (``conf/cpu`` by default); a test-time-only variant re-evaluates the model of
+the variant it names instead of training again. For each one this runs ``kedro run --env ENV --pipelines=train,evaluate``
 with those overrides in a fresh process (so every variant is its own MLflow run, comparable in the
 MLflow UI), on the data the environment already prepared (run ``kedro run --env cpu
 --pipelines=ingest,faces,masks,split --params ingest.celeba_path=...`` first, or pass ``--celeba
@@ -21,6 +22,7 @@ grid are kept under ``data/08_reporting/ablation/<variant>/``. The model and rep
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -40,17 +42,40 @@ OUTPUTS = [ROOT / "data" / "06_models" / "model.safetensors", ROOT / "data" / "0
 KEPT = ("metrics.json", "evaluation.md", "restoration_grid.png")
 
 PAPER = {"filters": [64, 128, 256, 512, 1024], "composite": False, "mask_loss_weight": 0.0, "loss": "ssim_l1",
-         "learning_rate": 1.0e-4, "scheduler": "none", "batch_size": 8}
-NARROW = {"composite": False, "mask_loss_weight": 0.0, "loss": "ssim_l1"}
-#: name -> (description, train overrides); each row adds one change to the row before it.
-VARIANTS: dict[str, tuple[str, dict]] = {
-    "paper": ("The paper's RA-UNet and recipe: 64..1024 filters, (1-SSIM)+MSE, Adam 1e-4, batch 8", PAPER),
-    "narrow": ("32..512 filters, Adam 1e-3 with a cosine schedule, batch 16", NARROW),
-    "composite": ("+ mask head, output composited with the input", {**NARROW, "composite": True}),
-    "mask_loss": ("+ BCE on the predicted mask against the true one (training only)",
-                  {**NARROW, "composite": True, "mask_loss_weight": 1.0}),
-    "ssim_mae": ("+ (1-SSIM)+L1 instead of (1-SSIM)+MSE: the `conf/cpu` model", {}),
-    "holdout": ("the `conf/cpu` model with the kn95 style held out of training", {"holdout_styles": ["kn95"]}),
+         "learning_rate": 1.0e-4, "scheduler": "none", "batch_size": 8, "fresh_masks": False}
+NARROW = {"composite": False, "mask_loss_weight": 0.0, "loss": "ssim_l1", "fresh_masks": False}
+PLAIN = {"flip_average": False}  # evaluation without test-time flip averaging
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One row: ``train`` and ``evaluate`` overrides on top of the environment.
+
+    ``reuses`` names an earlier variant whose trained model this one only re-evaluates (the
+    change is at test time), so it is not trained again. ``compare_with`` names the variant whose
+    score on the held-out style (trained on it) sits beside this one's (held out).
+    """
+
+    description: str
+    train: dict
+    evaluate: dict = dataclasses.field(default_factory=lambda: dict(PLAIN))
+    reuses: str | None = None
+    compare_with: str | None = None
+
+
+#: each row adds one change to the row before it
+VARIANTS: dict[str, Variant] = {
+    "paper": Variant("The paper's RA-UNet and recipe: 64..1024 filters, (1-SSIM)+MSE, Adam 1e-4, batch 8", PAPER),
+    "narrow": Variant("32..512 filters, Adam 1e-3 with a cosine schedule, batch 16", NARROW),
+    "composite": Variant("+ mask head, output composited with the input", {**NARROW, "composite": True}),
+    "mask_loss": Variant("+ BCE on the predicted mask against the true one (training only)",
+                         {**NARROW, "composite": True, "mask_loss_weight": 1.0}),
+    "ssim_mae": Variant("+ (1-SSIM)+L1 instead of (1-SSIM)+MSE", {"fresh_masks": False}),
+    "fresh_masks": Variant("+ a fresh mask on every training face each epoch: the `conf/cpu` network", {}),
+    "flip_average": Variant("+ flip averaging at test time (the `fresh_masks` weights): the `conf/cpu` model", {},
+                            {"flip_average": True}, reuses="fresh_masks"),
+    "holdout": Variant("the `conf/cpu` network with the kn95 style held out of training",
+                       {"holdout_styles": ["kn95"]}, compare_with="fresh_masks"),
 }
 
 
@@ -70,7 +95,8 @@ def _run_kedro(env: str, pipelines: str, runtime: dict) -> None:
                    env=env_vars)
 
 
-def _row(name: str, description: str, metrics: dict, train_minutes: float, holdout: list[str]) -> dict:
+def _row(name: str, description: str, metrics: dict, train_minutes: float, holdout: list[str],
+         compare_with: str | None = None) -> dict:
     row = {"variant": name, "description": description, "parameters": metrics["parameters"],
            "seconds": metrics["seconds_per_image_batch1_median"], "train_minutes": train_minutes,
            "by_style": metrics.get("by_style", {})}
@@ -80,7 +106,7 @@ def _row(name: str, description: str, metrics: dict, train_minutes: float, holdo
     if holdout:
         style = metrics["by_style"][holdout[0]]
         row["heldout"] = {"style": holdout[0], "psnr_mask": style["psnr_mask"], "ssim_mask": style["ssim_mask"],
-                          "psnr": style["psnr"], "ssim": style["ssim"]}
+                          "psnr": style["psnr"], "ssim": style["ssim"], "compare_with": compare_with}
     return row
 
 
@@ -110,9 +136,10 @@ def _table(rows: list[dict], epochs: int, paper_epochs: int) -> str:
             h = r["heldout"]
             lines.append(f"| `{r['variant']}` (unseen) | {h['style']} | {h['psnr_mask']:.2f} | {h['ssim_mask']:.4f} | "
                          f"{h['psnr']:.2f} | {h['ssim']:.4f} |")
-            seen = by_name.get("ssim_mae", {}).get("by_style", {}).get(h["style"])
+            reference = h.get("compare_with")
+            seen = by_name.get(reference, {}).get("by_style", {}).get(h["style"])
             if seen:
-                lines.append(f"| `ssim_mae` (trained on it) | {h['style']} | {seen['psnr_mask']:.2f} | "
+                lines.append(f"| `{reference}` (trained on it) | {h['style']} | {seen['psnr_mask']:.2f} | "
                              f"{seen['ssim_mask']:.4f} | {seen['psnr']:.2f} | {seen['ssim']:.4f} |")
     return "\n".join(lines) + "\n"
 
@@ -139,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or args.epochs < 1 or args.paper_epochs < 1:
         parser.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}" if unknown
                      else "--epochs and --paper-epochs must be at least 1")
+    orphans = [v for v in names if VARIANTS[v].reuses and VARIANTS[v].reuses not in names[: names.index(v)]]
+    if orphans:
+        parser.error(f"variant(s) {orphans} re-evaluate another variant's model: list "
+                     f"{', '.join(VARIANTS[v].reuses for v in orphans)} before them")
     if args.celeba:
         if not Path(args.celeba).exists():
             print(f"error: {args.celeba} does not exist", file=sys.stderr)
@@ -151,23 +182,32 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy2(p, backup / p.name)
     rows: list[dict] = []
     try:
+        trained: dict[str, float] = {}  # variant -> training minutes
         for name in names:
-            description, overrides = VARIANTS[name]
+            variant = VARIANTS[name]
             epochs = args.paper_epochs if name == "paper" else args.epochs
-            train = {**overrides, "epochs": epochs, "early_stopping_patience": epochs, "resume": False,
-                     "checkpoint_dir": str(backup / "checkpoints")}
             started = time.perf_counter()
-            print(f"== {name}: {description} ({epochs} epochs)", flush=True)
-            _run_kedro(args.env, "train,evaluate", {**extra, "train": {**extra.get("train", {}), **train}})
+            runtime = {**extra, "evaluate": {**extra.get("evaluate", {}), **variant.evaluate}}
+            if variant.reuses:
+                print(f"== {name}: {variant.description} (re-evaluating {variant.reuses})", flush=True)
+                _run_kedro(args.env, "evaluate", runtime)
+                train_minutes = trained[variant.reuses]
+            else:
+                train = {**variant.train, "epochs": epochs, "early_stopping_patience": epochs, "resume": False,
+                         "checkpoint_dir": str(backup / "checkpoints")}
+                print(f"== {name}: {variant.description} ({epochs} epochs)", flush=True)
+                _run_kedro(args.env, "train,evaluate", {**runtime, "train": {**extra.get("train", {}), **train}})
+                history = (ROOT / "data" / "07_model_output" / "training_history.csv").read_text().splitlines()
+                header = history[0].split(",")
+                train_minutes = sum(float(line.split(",")[header.index("epoch_seconds")]) for line in history[1:]) / 60
+                trained[name] = train_minutes
             metrics = json.loads((REPORTS / "metrics.json").read_text())
-            history = (ROOT / "data" / "07_model_output" / "training_history.csv").read_text().splitlines()
-            header = history[0].split(",")
-            train_seconds = sum(float(line.split(",")[header.index("epoch_seconds")]) for line in history[1:])
             keep = REPORTS / "ablation" / name
             keep.mkdir(parents=True, exist_ok=True)
             for file in KEPT:
                 shutil.copy2(REPORTS / file, keep / file)
-            row = _row(name, description, metrics, train_seconds / 60, list(overrides.get("holdout_styles", [])))
+            row = _row(name, variant.description, metrics, train_minutes,
+                       list(variant.train.get("holdout_styles", [])), variant.compare_with)
             rows.append(row)
             print(f"   {name}: PSNR in mask {row['psnr_mask']:.2f} dB, SSIM in mask {row['ssim_mask']:.4f}, "
                   f"PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f} ({(time.perf_counter() - started) / 60:.1f} min)",

@@ -93,6 +93,7 @@ def _ablation_module():
 
     spec = importlib.util.spec_from_file_location("ablation", SCRIPT.parent / "ablation.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -101,11 +102,13 @@ def test_ablation_rejects_bad_arguments_before_running_anything(capsys) -> None:
     import pytest
 
     ablation = _ablation_module()
-    for argv in (["--variants", "narrow,wider"], ["--epochs", "0"], ["--params", "[1]"], ["--params", "{x"]):
+    for argv in (["--variants", "narrow,wider"], ["--epochs", "0"], ["--params", "[1]"], ["--params", "{x"],
+                 ["--variants", "flip_average,fresh_masks"]):
         with pytest.raises(SystemExit) as stop:
             ablation.main(argv)
         assert stop.value.code == 2, argv
-    assert "unknown variant(s) ['wider']" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown variant(s) ['wider']" in err and "list fresh_masks before them" in err
 
 
 def test_ablation_table_rows_baseline_and_held_out_style() -> None:
@@ -113,9 +116,22 @@ def test_ablation_table_rows_baseline_and_held_out_style() -> None:
     metrics = {"parameters": 9_770_000, "seconds_per_image_batch1_median": 0.009, "psnr_mask": 18.4,
                "ssim_mask": 0.576, "psnr": 24.6, "ssim": 0.884, "telea_psnr_mask": 15.4, "telea_ssim_mask": 0.362,
                "by_style": {"kn95": {"psnr_mask": 18.3, "ssim_mask": 0.57, "psnr": 25.2, "ssim": 0.90}}}
-    best = ablation._row("ssim_mae", "the model", metrics, 6.0, [])
-    held = ablation._row("holdout", "kn95 held out", metrics, 4.9, ["kn95"])
+    best = ablation._row("fresh_masks", "the model", metrics, 6.0, [])
+    held = ablation._row("holdout", "kn95 held out", metrics, 4.9, ["kn95"], compare_with="fresh_masks")
     text = ablation._table([best, held], epochs=3, paper_epochs=2)
-    assert "| `ssim_mae`: the model | 18.40 | 0.5760 | 24.60 | 0.8840 | 9.77 M | 0.009 | 6.0 |" in text
+    assert "| `fresh_masks`: the model | 18.40 | 0.5760 | 24.60 | 0.8840 | 9.77 M | 0.009 | 6.0 |" in text
     assert "| OpenCV Telea, given the true mask | 15.40 | 0.3620 |" in text
-    assert "| `holdout` (unseen) | kn95 | 18.30 |" in text and "| `ssim_mae` (trained on it) | kn95 | 18.30 |" in text
+    assert "| `holdout` (unseen) | kn95 | 18.30 |" in text and "| `fresh_masks` (trained on it) | kn95 | 18.30 |" in text
+
+
+
+def test_ablation_variants_override_known_parameters_only() -> None:
+    import yaml
+
+    conf = SCRIPT.parents[1] / "conf" / "base"
+    train = yaml.safe_load((conf / "parameters_train.yml").read_text())["train"]
+    evaluate = yaml.safe_load((conf / "parameters_evaluate.yml").read_text())["evaluate"]
+    variants = _ablation_module().VARIANTS
+    for name, variant in variants.items():
+        assert set(variant.train) <= set(train) and set(variant.evaluate) <= set(evaluate), name
+        assert variant.reuses is None or variant.reuses in variants, name
