@@ -50,6 +50,18 @@ def test_round_trip_identical_outputs(tmp_path: Path) -> None:
     doc = load_model_metadata(path)
     assert doc["config"] == model.config
     assert doc["metadata"] == {"epoch": 3, "val_loss": 0.05}
+    assert load_model(path).metadata == {"epoch": 3, "val_loss": 0.05}
+
+
+def test_the_models_own_metadata_is_saved_and_loaded_back(tmp_path: Path) -> None:
+    model = _trained_tiny()
+    model.metadata = {"crop_size": 64, "epoch": 1}
+    path = tmp_path / "m.safetensors"
+    save_model(model, path, metadata={"epoch": 2})  # an explicit value wins
+    assert load_model_metadata(path)["metadata"] == {"crop_size": 64, "epoch": 2}
+    again = tmp_path / "again.safetensors"
+    save_model(load_model(path), again)  # a loaded model keeps its metadata when saved again
+    assert load_model(again).metadata == {"crop_size": 64, "epoch": 2}
 
 
 def test_overwrite_and_compiled_wrapper(tmp_path: Path) -> None:

@@ -72,14 +72,20 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def save_model(model: nn.Module, path: PathLike, metadata: dict[str, Any] | None = None) -> None:
-    """Write the weights to ``path`` (safetensors, CPU, contiguous) and config + metadata JSON."""
+    """Write the weights to ``path`` (safetensors, CPU, contiguous) and config + metadata JSON.
+
+    The metadata is the model's own ``metadata`` dict (set by training, e.g. ``crop_size``), updated
+    with ``metadata``; :func:`load_model` gives it back as the loaded model's ``metadata``.
+    """
     path = Path(path)
     model = _unwrap(model)
     config = getattr(model, "config", None)
     if not isinstance(config, dict) or "name" not in config:
         raise ValueError("model has no `config` dict; build it with unmask.models.build_model")
+    own = getattr(model, "metadata", None)
+    merged = {**(own if isinstance(own, dict) else {}), **(metadata or {})}
     # Serialise first so unserialisable metadata fails before anything is written.
-    doc = {"format_version": FORMAT_VERSION, "config": config, "metadata": dict(metadata or {})}
+    doc = {"format_version": FORMAT_VERSION, "config": config, "metadata": merged}
     text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
     # channels_last weights are not contiguous; safetensors needs plain row-major CPU tensors.
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -123,6 +129,7 @@ def load_model(path: PathLike, map_location: str | torch.device = "cpu") -> nn.M
             f"weights {path} do not match the config in {metadata_path(path)} "
             f"({doc['config']}): {exc}"
         ) from exc
+    model.metadata = dict(doc.get("metadata") or {})
     return model.to(map_location).eval()
 
 

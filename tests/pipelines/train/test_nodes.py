@@ -39,6 +39,7 @@ def test_training_lowers_the_loss_and_returns_the_best_model(tiny_partitions):
     assert all(math.isfinite(v) for v in history["val_psnr"])
     assert {"learning_rate", "train_images_per_s", "val_ssim"} <= set(history.columns)
     assert model.config["filters"] == [4, 8, 16] and not model.training
+    assert model.metadata == {"crop_size": 16}  # what `unmask predict` aligns photos to
     with torch.no_grad():
         out = model(torch.rand(1, 3, 16, 16))
     assert out.shape == (1, 3, 16, 16) and float(out.min()) >= 0 and float(out.max()) <= 1

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from torch import nn
 
 from unmask.imaging.grids import training_curves
 from unmask.imaging.landmarks import LANDMARK_COLUMNS
-from unmask.models.data import FreshMasks
+from unmask.models.data import FreshMasks, load_pixels
 from unmask.models.training import TrainingData, TrainSettings, active_mlflow_run, fit
 from unmask.pipelines.masks.nodes import validate_masks_params
 
@@ -91,6 +92,9 @@ def train_model(
                         mask_maps if settings.mask_loss_weight > 0 else None,
                         fresh_masks=_fresh_masks(face_landmarks, train_ids, masks_params, holdout) if fresh else None)
     result = fit(settings, data, mlflow_run=active_mlflow_run())
+    # `unmask predict` aligns photos at the size the model was trained at: keep it with the weights
+    crop = np.asarray(load_pixels(face_crops[train_ids[0]]))
+    result.model.metadata = {"crop_size": int(crop.shape[0])}
     return result.model, pd.DataFrame(result.history)
 
 
