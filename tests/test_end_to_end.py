@@ -180,7 +180,7 @@ def test_unmask_predict_finds_the_projects_model(project: Path, default_run, tmp
     result = subprocess.run([sys.executable, "-m", "unmask", "predict", str(photo), "-o", str(tmp_path / "out")],
                             cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "32x32 crops (from the training crops" in result.stderr  # faces.size of the tiny run
+    assert "32x32 crops (from model.json (crop_size)" in result.stderr  # faces.size of the tiny run, kept by train
     assert Image.open(tmp_path / "out" / "photo.png").size == (256, 300)
 
 
