@@ -43,3 +43,4 @@ def test_cpu_environment_is_the_documented_configuration():
     assert set(params["evaluate"]["grid_ids"]) <= {f"{i:06d}" for i in range(8001, 9001)}
     assert len(params["evaluate"]["grid_ids"]) == 16
     assert params["train"]["composite"] is True and 64 <= params["faces"]["size"] <= 128
+    assert params["train"]["fresh_masks"] is True and params["evaluate"]["flip_average"] is True
