@@ -55,6 +55,7 @@ __all__ = [
     "rasterize_mask",
     "render_masked_face",
     "sample_mask_spec",
+    "seeded_mask_spec",
 ]
 
 #: Every style :func:`sample_mask_spec` knows how to draw.
@@ -371,6 +372,15 @@ def sample_mask_spec(
         pattern_params=params,
         texture_seed=int(rng.integers(0, 2**31 - 1)),
     )
+
+
+def seeded_mask_spec(landmarks: np.ndarray, size: int, spec_seed: int, styles: Sequence[str]) -> MaskSpec:
+    """The mask a seed stands for: :func:`sample_mask_spec` with ``numpy.random.default_rng(spec_seed)``.
+
+    The masks pipeline (stored masks, ``mask_metadata.spec_seed``) and training's fresh masks both
+    draw through here, so one seed means one mask everywhere.
+    """
+    return sample_mask_spec(landmarks, size, np.random.default_rng(spec_seed), list(styles))
 
 
 def _fixed(points: np.ndarray, scale: float = 1.0) -> np.ndarray:

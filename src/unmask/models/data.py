@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from unmask.imaging.mask_renderer import image_seed, rasterize_mask, render_masked_face, sample_mask_spec
+from unmask.imaging.mask_renderer import image_seed, rasterize_mask, render_masked_face, seeded_mask_spec
 
 Loader = Callable[[], object]
 Index = int | tuple[int, bool] | tuple[int, bool, int]
@@ -113,8 +113,7 @@ class FreshMasks:
         if crop.shape[:2] != (size, size):
             raise ValueError(f"face crop {image_id} is {crop.shape[1]}x{crop.shape[0]}, not square.")
         points = np.asarray(self.landmarks[image_id], dtype=np.float32).reshape(5, 2)
-        rng = np.random.default_rng(image_seed(self.seed, image_id, variant=int(epoch)))
-        spec = sample_mask_spec(points, size, rng, self.styles)
+        spec = seeded_mask_spec(points, size, image_seed(self.seed, image_id, variant=int(epoch)), self.styles)
         return render_masked_face(crop, spec), rasterize_mask(spec, size)
 
     def digest_text(self) -> str:

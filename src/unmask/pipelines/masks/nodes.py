@@ -24,12 +24,11 @@ from unmask.datasets.lazy_partitions import LazyPartitions
 from unmask.imaging.landmarks import LANDMARK_COLUMNS
 from unmask.imaging.mask_renderer import (
     MASK_STYLES,
-    MaskSpec,
     image_seed,
     mask_coverage,
     rasterize_mask,
     render_masked_face,
-    sample_mask_spec,
+    seeded_mask_spec,
 )
 from unmask.parallel import map_chunks, pool_args
 
@@ -69,10 +68,6 @@ def _pool_settings(params: dict[str, Any], n_items: int) -> tuple[int, int]:
         raise ValueError(f"masks.{exc} (fix masks.workers in conf/<env>/parameters*.yml)") from None
 
 
-def _spec_for(landmarks: np.ndarray, size: int, spec_seed: int, styles: Sequence[str]) -> MaskSpec:
-    return sample_mask_spec(landmarks, size, np.random.default_rng(spec_seed), list(styles))
-
-
 def _load_rgb(value: Any) -> np.ndarray:
     """Pixels of a crop: a saved partition (``read_array``), a lazy job (``render_array``), any
     zero-argument callable returning an image, or an image."""
@@ -109,7 +104,7 @@ class MaskedFace:
                 f"{self.size}x{self.size}; re-run the faces pipeline so crops and landmarks match"
             )
         points = np.asarray(self.landmarks, dtype=np.float32).reshape(5, 2)
-        return render_masked_face(image, _spec_for(points, self.size, self.spec_seed, self.styles))
+        return render_masked_face(image, seeded_mask_spec(points, self.size, self.spec_seed, self.styles))
 
     def __call__(self) -> Image.Image:
         return Image.fromarray(self.render_array())
@@ -132,7 +127,7 @@ class MaskMap:
     def render_array(self) -> np.ndarray:
         """``size`` x ``size`` uint8, 255 on hidden pixels and 0 elsewhere."""
         points = np.asarray(self.landmarks, dtype=np.float32).reshape(5, 2)
-        return rasterize_mask(_spec_for(points, self.size, self.spec_seed, self.styles), self.size) * np.uint8(255)
+        return rasterize_mask(seeded_mask_spec(points, self.size, self.spec_seed, self.styles), self.size) * np.uint8(255)
 
     def __call__(self) -> Image.Image:
         return Image.fromarray(self.render_array(), mode="L")
@@ -150,7 +145,7 @@ def describe_masks(items: Sequence[tuple[str, tuple[float, ...], int, int]], sty
     for image_id, landmarks, size, spec_seed in items:
         points = np.asarray(landmarks, dtype=np.float32).reshape(5, 2)
         try:
-            spec = _spec_for(points, size, spec_seed, styles)
+            spec = seeded_mask_spec(points, size, spec_seed, styles)
         except ValueError as err:
             raise ValueError(f"cannot place a mask on {image_id}: {err}") from err
         record = {"image_id": image_id, **spec.to_record(), "coverage": mask_coverage(rasterize_mask(spec, size)),
@@ -188,8 +183,8 @@ def apply_synthetic_masks(
         ``mask_maps``: ``{image_id: MaskMap}`` (a PIL 'L' image, 255 where the mask hides the face,
         else 0), both lazy, and ``mask_metadata``: one row per image with ``image_id, style,
         colour, secondary_colour`` (hex), ``pattern, tilt`` (degrees), ``coverage`` (fraction of
-        the crop) and ``spec_seed`` (``sample_mask_spec(landmarks, size,
-        np.random.default_rng(spec_seed), styles)`` reproduces the mask).
+        the crop) and ``spec_seed`` (``seeded_mask_spec(landmarks, size, spec_seed, styles)``
+        reproduces the mask).
     """
     seed, styles = validate_masks_params(params)
     missing_cols = [c for c in ["image_id", *LANDMARK_COLUMNS] if c not in face_landmarks.columns]
