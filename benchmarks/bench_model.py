@@ -58,7 +58,7 @@ except ImportError:  # running from a checkout without `pip install -e .`
 from unmask.models import build_loss, build_model, count_parameters
 from unmask.models.devices import cpu_name, keep_freed_memory, memory_format_for, release_freed_memory, retain_freed_memory
 from unmask.models.inference import prepare_for_inference, restore
-from unmask.models.training import training_step
+from unmask.models.training import build_optimizer, training_step
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 CONTENDED = 0.1  # cores used by other processes during a timed call that make it void
@@ -244,6 +244,7 @@ class TrainVariant:
     channels_last: bool = True
     dense_concat: bool = True
     retain_malloc: bool = True
+    fused_adam: bool = True  # the trainer's build_optimizer; False: torch's default (foreach) Adam
     label: str = ""
 
 
@@ -273,7 +274,7 @@ def time_training(name: str, filters: tuple[int, ...], args: argparse.Namespace,
     model.dense_concat_grads = variant.dense_concat
     x, y = masked.to(device).contiguous(memory_format=fmt), clean.to(device)
     dtype = DTYPES[variant.dtype]
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = build_optimizer(model, 1e-4, device) if variant.fused_adam else torch.optim.Adam(model.parameters(), lr=1e-4)
     loss_fn = build_loss("ssim_l1")
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     with retain_freed_memory(variant.retain_malloc and device.type == "cpu"):
@@ -414,14 +415,21 @@ def main_table(args: argparse.Namespace, device: torch.device) -> None:
 
 
 TRAIN_ABLATION = [
-    TrainVariant("fp32", channels_last=False, dense_concat=False, retain_malloc=False, label="fp32 NCHW (before)"),
-    TrainVariant("fp32", channels_last=True, dense_concat=False, retain_malloc=False, label="fp32 channels_last"),
-    TrainVariant("fp32", channels_last=True, dense_concat=True, retain_malloc=False, label="  + dense concat grads"),
-    TrainVariant("bf16", channels_last=True, dense_concat=False, retain_malloc=False, label="bf16 autocast channels_last"),
-    TrainVariant("bf16", channels_last=True, dense_concat=True, retain_malloc=False, label="  + dense concat grads"),
+    TrainVariant("fp32", channels_last=False, dense_concat=False, retain_malloc=False, fused_adam=False,
+                 label="fp32 NCHW (before)"),
+    TrainVariant("fp32", channels_last=True, dense_concat=False, retain_malloc=False, fused_adam=False,
+                 label="fp32 channels_last"),
+    TrainVariant("fp32", channels_last=True, dense_concat=True, retain_malloc=False, fused_adam=False,
+                 label="  + dense concat grads"),
+    TrainVariant("bf16", channels_last=True, dense_concat=False, retain_malloc=False, fused_adam=False,
+                 label="bf16 autocast channels_last"),
+    TrainVariant("bf16", channels_last=True, dense_concat=True, retain_malloc=False, fused_adam=False,
+                 label="  + dense concat grads"),
     # Last: glibc's dynamic mmap threshold stays off for the process after the first mallopt.
-    TrainVariant("fp32", label="fp32 cl + dense + malloc (project fp32)"),
-    TrainVariant("bf16", label="bf16 cl + dense + malloc (project bf16)"),
+    TrainVariant("fp32", fused_adam=False, label="fp32 cl + dense + malloc"),
+    TrainVariant("fp32", label="  + fused Adam (project fp32)"),
+    TrainVariant("bf16", fused_adam=False, label="bf16 cl + dense + malloc"),
+    TrainVariant("bf16", label="  + fused Adam (project bf16)"),
 ]
 INFER_ABLATION = [
     InferVariant("fp32", project=False, channels_last=False, retain_malloc=False, label="fp32 NCHW (before)"),

@@ -76,7 +76,7 @@ def test_other_channel_counts_and_odd_input_size() -> None:
 def test_config_is_kept_and_rebuilds() -> None:
     model = build_model("RA_UNet", [4, 8, 16])
     assert model.config == {"name": "ra_unet", "filters": [4, 8, 16], "in_channels": 3, "out_channels": 3,
-                            "composite": False}
+                            "composite": False, "batch_norm": False}
     rebuilt = build_model(**json.loads(json.dumps(model.config)))
     assert rebuilt.state_dict().keys() == model.state_dict().keys()
     assert count_parameters(rebuilt) == count_parameters(model)
@@ -143,3 +143,30 @@ def test_composite_network_keeps_the_input_where_it_predicts_no_mask():
         plain(x, with_mask=True)
     with pytest.raises(ValueError, match="composite"):
         build_model("ra_unet", [4, 8], composite="yes")
+
+
+def test_batch_norm_blocks_normalise_every_convolution_and_keep_the_plain_layout_otherwise():
+    torch.manual_seed(0)
+    plain = build_model("ra_unet", TINY)
+    normed = build_model("ra_unet", TINY, batch_norm=True)
+    assert normed.config["batch_norm"] is True
+    # the plain network's weights are unchanged (old checkpoints still load strictly)
+    assert not any("norm" in k for k in plain.state_dict())
+    blocks = [m for m in normed.modules() if type(m).__name__ == "ConvBlock"]
+    assert len(blocks) == 2 * len(TINY) - 1
+    for block in blocks:  # conv -> BN, biases dropped (BN cancels them), the shortcut normalised too
+        assert block.conv1.bias is None and block.conv2.bias is None and block.shortcut.bias is None
+        assert all(isinstance(n, torch.nn.BatchNorm2d) for n in (block.norm1, block.norm2, block.shortcut_norm))
+    unet = build_model("unet", TINY, batch_norm=True)  # no shortcut, no shortcut norm
+    assert not any(k.startswith("encoder.0.shortcut") for k in unet.state_dict())
+    x = torch.rand(4, 3, 16, 16)
+    y = normed.train()(x)
+    y.mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in normed.parameters())
+    normed.eval()
+    assert torch.equal(normed(x), normed(x))  # running statistics at eval: per-image, batch-independent
+    assert torch.allclose(normed(x[:1]), normed(x)[:1], atol=1e-6)
+    rebuilt = build_model(**json.loads(json.dumps(normed.config)))
+    rebuilt.load_state_dict(normed.state_dict())
+    with pytest.raises(ValueError, match="batch_norm"):
+        build_model("ra_unet", TINY, batch_norm="yes")

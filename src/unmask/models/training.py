@@ -57,6 +57,7 @@ __all__ = [
     "TrainingData",
     "TrainingResult",
     "active_mlflow_run",
+    "build_optimizer",
     "fit",
     "training_step",
 ]
@@ -76,6 +77,7 @@ class TrainSettings:
     model: str = "ra_unet"
     filters: tuple[int, ...] = DEFAULT_FILTERS
     composite: bool = False
+    batch_norm: bool = False
     loss: str = "ssim_l1"
     loss_weight: float = 1.0
     mask_loss_weight: float = 0.0
@@ -111,7 +113,7 @@ class TrainSettings:
             _check_int(values, key, minimum=1)
         for key in ("num_workers", "sample_count", "seed"):
             _check_int(values, key, minimum=0)
-        for key in ("compile", "flip", "resume", "composite"):
+        for key in ("compile", "flip", "resume", "composite", "batch_norm"):
             if key in values and not isinstance(values[key], bool):
                 raise ValueError(f"train.{key} must be true or false, got {values[key]!r}.")
         lr = values.get("learning_rate", cls.learning_rate)
@@ -233,7 +235,8 @@ def fit(settings: TrainSettings, data: TrainingData, mlflow_run: MlflowTarget | 
             )
             ranks = _collect_rank_results(scratch, world)
         summary = ranks[0]
-    model = build_model(settings.model, settings.filters, composite=settings.composite)
+    model = build_model(settings.model, settings.filters, composite=settings.composite,
+                        batch_norm=settings.batch_norm)
     model.load_state_dict(summary["best_state"])
     return TrainingResult(model.eval(), summary["history"], [_public(r) for r in ranks])
 
@@ -312,12 +315,12 @@ def _use_channels_last(settings: TrainSettings, device: torch.device) -> torch.m
 
 
 #: Fingerprint keys added after the first checkpoints were written, with the value those runs had.
-_FINGERPRINT_DEFAULTS: dict[str, Any] = {"composite": False, "mask_loss_weight": 0.0}
+_FINGERPRINT_DEFAULTS: dict[str, Any] = {"composite": False, "mask_loss_weight": 0.0, "batch_norm": False}
 
 
 def _fingerprint(settings: TrainSettings, data: TrainingData) -> dict[str, Any]:
     """What must not change between a checkpoint and the run that resumes it."""
-    keys = ["model", "filters", "composite", "mask_loss_weight", "loss", "loss_weight", "learning_rate", "batch_size", "devices", "scheduler",
+    keys = ["model", "filters", "composite", "batch_norm", "mask_loss_weight", "loss", "loss_weight", "learning_rate", "batch_size", "devices", "scheduler",
             "min_learning_rate", "plateau_factor", "plateau_patience", "seed", "flip"]
     if settings.scheduler == "cosine":
         keys.append("epochs")  # the cosine curve spans the planned epochs
@@ -399,7 +402,11 @@ def _restore(path: Path, settings: TrainSettings, data: TrainingData, net: nn.Mo
             "Put the parameters back, or set train.resume: false to start a new run (the checkpoint is replaced)."
         )
     net.load_state_dict(state["model"])
+    kernels = [(group["fused"], group["foreach"]) for group in optimizer.param_groups]
     optimizer.load_state_dict(state["optimizer"])
+    # a checkpoint written on another device (or before fused Adam) carries that run's kernel choice
+    for group, (fused, foreach) in zip(optimizer.param_groups, kernels):
+        group["fused"], group["foreach"] = fused, foreach
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
@@ -466,6 +473,17 @@ def _log_to_mlflow(target: MlflowTarget | None, metrics: dict[str, float], step:
         logger.warning("MLflow logging failed for epoch %d: %s", step, exc)
 
 
+def build_optimizer(model: nn.Module, learning_rate: float, device: torch.device) -> torch.optim.Adam:
+    """Adam over ``model``'s parameters; fused (one pass over each parameter) on CPU and CUDA.
+
+    The fused kernel reads and writes every parameter and both moment buffers once per step
+    instead of once per elementwise op. On 2 CPU cores, for the 9.8 M parameters of the
+    ``conf/cpu`` network: 6.5 ms per step against 19-24 ms for the default ``foreach`` path, and
+    7 ms against 34 ms with the optimizer state of a 22-epoch run (``benchmarks/bench_model.py``).
+    """
+    return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=device.type in ("cpu", "cuda") or None)
+
+
 def training_step(model: nn.Module, masked: Tensor, clean: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor],
                   optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, dtype: torch.dtype,
                   mask: Tensor | None = None, mask_loss_weight: float = 0.0) -> Tensor:
@@ -519,8 +537,9 @@ def _train(rank: int, world: int, device: torch.device, settings: TrainSettings,
     dtype = resolve_precision(settings.precision, device, training=True)
     fmt = _use_channels_last(settings, device)
 
-    net = build_model(settings.model, settings.filters, composite=settings.composite).to(device, memory_format=fmt)
-    optimizer = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
+    net = build_model(settings.model, settings.filters, composite=settings.composite,
+                        batch_norm=settings.batch_norm).to(device, memory_format=fmt)
+    optimizer = build_optimizer(net, settings.learning_rate, device)
     scheduler = _build_scheduler(settings, optimizer)
     # fp16 needs loss scaling to keep small gradients representable; bf16 and fp32 do not.
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)

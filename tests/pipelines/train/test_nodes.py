@@ -47,11 +47,14 @@ def test_training_lowers_the_loss_and_returns_the_best_model(tiny_partitions):
 
 def test_bf16_training_follows_fp32(tiny_partitions):
     p = tiny_partitions
-    _, bf16 = _train(p, {**PARAMS, "precision": "bf16"})
-    _, fp32 = _train(p, PARAMS)
+    # At the suite's learning rate (1e-2) this 4-8-16 network's path is chaotic enough that any change
+    # of kernel (fused Adam moved it 0.5 dB); at 3e-3 bf16 stays within 0.1 dB of fp32.
+    params = {**PARAMS, "learning_rate": 3e-3}
+    _, bf16 = _train(p, {**params, "precision": "bf16"})
+    _, fp32 = _train(p, params)
     assert bf16["train_loss"].iloc[-1] < bf16["train_loss"].iloc[0]
     assert list(bf16["train_loss"]) == pytest.approx(list(fp32["train_loss"]), rel=0.02)
-    assert list(bf16["val_psnr"]) == pytest.approx(list(fp32["val_psnr"]), abs=0.5)
+    assert list(bf16["val_psnr"]) == pytest.approx(list(fp32["val_psnr"]), abs=0.25)
 
 
 def test_the_returned_weights_are_those_of_the_best_validation_epoch(tiny_partitions):
@@ -111,7 +114,8 @@ def test_plateau_scheduler_lowers_the_rate_when_validation_stalls(tiny_partition
      ({"model": "resnet"}, "model"), ({"loss": "hinge"}, "loss"), ({"scheduler": "step"}, "scheduler"),
      ({"precision": "int8"}, "precision"), ({"devices": 0}, "devices"), ({"resume": "yes"}, "resume"),
      ({"lerning_rate": 1e-3}, "Unknown train parameter"), ({"filters": [4, 0]}, "filters"),
-     ({"resume": True}, "checkpoint_dir"), ({"plateau_factor": 1.5}, "plateau_factor")],
+     ({"resume": True}, "checkpoint_dir"), ({"plateau_factor": 1.5}, "plateau_factor"),
+     ({"batch_norm": "yes"}, "batch_norm")],
 )
 def test_bad_parameters_are_rejected_before_training(tiny_partitions, override, message):
     p = tiny_partitions
@@ -196,18 +200,59 @@ def test_resume_refuses_a_checkpoint_of_other_settings_and_continues_a_finished_
     assert load_training_state(tmp_path / "last.pt")["epoch"] == 2
 
 
-def test_a_checkpoint_from_before_the_mask_head_resumes_as_a_plain_network(tiny_partitions, tmp_path):
+def test_a_checkpoint_from_before_the_mask_head_resumes_as_a_plain_network(tiny_partitions, tmp_path, monkeypatch):
     p = tiny_partitions
     params = {**PARAMS, "epochs": 1, "checkpoint_dir": str(tmp_path)}
     _train(p, params)
     state = load_training_state(tmp_path / "last.pt")
-    for key in ("composite", "mask_loss_weight"):  # what older checkpoints lack
+    for key in ("composite", "mask_loss_weight", "batch_norm"):  # what older checkpoints lack
         del state["fingerprint"][key]
+    for group in state["optimizer"]["param_groups"]:  # written before fused Adam
+        group["fused"] = None
     save_training_state(tmp_path / "last.pt", state)
     with pytest.raises(ValueError, match="composite: checkpoint False, now True"):
         _train(p, {**params, "epochs": 2, "resume": True, "composite": True})
+    with pytest.raises(ValueError, match="batch_norm: checkpoint False, now True"):
+        _train(p, {**params, "epochs": 2, "resume": True, "batch_norm": True})
+    kernels = []
+    step = training.training_step
+
+    def recording_step(model, masked, clean, loss_fn, optimizer, *args, **kwargs):
+        kernels.append(optimizer.param_groups[0]["fused"])
+        return step(model, masked, clean, loss_fn, optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(training, "training_step", recording_step)
     _, history = _train(p, {**params, "epochs": 2, "resume": True})
     assert list(history["epoch"]) == [1, 2]
+    assert kernels and all(kernels)  # the resumed run keeps this device's fused Adam
+
+
+def test_build_optimizer_fuses_adam_on_cpu_and_matches_the_default_kernel():
+    torch.manual_seed(0)
+    # (not the UNet: the bias of a conv right before batch norm gets a zero-sum gradient whose
+    # rounding noise Adam blows up to full steps, so there the two kernels disagree by design)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 3, 1))
+    reference = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 3, 1))
+    reference.load_state_dict(model.state_dict())
+    fused = training.build_optimizer(model, 1e-2, torch.device("cpu"))
+    plain = torch.optim.Adam(reference.parameters(), lr=1e-2)
+    assert fused.param_groups[0]["fused"] is True and plain.param_groups[0]["fused"] is None
+    x = torch.rand(2, 3, 8, 8)
+    for _ in range(3):
+        for net, optimizer in ((model, fused), (reference, plain)):
+            optimizer.zero_grad()
+            net(x).mean().backward()
+            optimizer.step()
+    for (name, a), b in zip(model.named_parameters(), reference.parameters()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), name
+
+
+def test_batch_norm_network_trains_and_is_saved_with_its_config(tiny_partitions):
+    p = tiny_partitions
+    model, history = _train(p, {**PARAMS, "batch_norm": True, "composite": True, "epochs": 2})
+    assert model.config["batch_norm"] is True and not model.training
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    assert all(math.isfinite(v) for v in history["val_psnr"])
 
 
 # --------------------------------------------------------------------------- DistributedDataParallel

@@ -123,6 +123,7 @@ def select_model(trained_model: nn.Module, params: dict) -> tuple[nn.Module, dic
         "architecture": str(config.get("name", type(model).__name__)),
         "filters": list(config.get("filters", [])),
         "composite": bool(config.get("composite", False)),
+        "batch_norm": bool(config.get("batch_norm", False)),
         "flip_average": settings["flip_average"],
         "parameters": int(count_parameters(model)),
     }
@@ -322,7 +323,8 @@ def _seconds(metrics: dict, method: str) -> str:
 def evaluation_table(evaluation_metrics: dict) -> str:
     """A Markdown report: the paper's Table I (with in-mask columns), then breakdowns by style and coverage."""
     m = evaluation_metrics
-    name = m.get("architecture", "model") + (" + mask head, composited" if m.get("composite") else "")
+    name = m.get("architecture", "model") + (" + batch norm" if m.get("batch_norm") else "")
+    name += " + mask head, composited" if m.get("composite") else ""
     name += " + flip averaging" if m.get("flip_average") else ""
     size = m.get("image_size")
     lines = [
