@@ -42,8 +42,8 @@ OUTPUTS = [ROOT / "data" / "06_models" / "model.safetensors", ROOT / "data" / "0
 KEPT = ("metrics.json", "evaluation.md", "restoration_grid.png")
 
 PAPER = {"filters": [64, 128, 256, 512, 1024], "composite": False, "mask_loss_weight": 0.0, "loss": "ssim_l1",
-         "learning_rate": 1.0e-4, "scheduler": "none", "batch_size": 8, "fresh_masks": False}
-NARROW = {"composite": False, "mask_loss_weight": 0.0, "loss": "ssim_l1", "fresh_masks": False}
+         "learning_rate": 1.0e-4, "scheduler": "none", "batch_size": 8, "fresh_masks": False, "batch_norm": False}
+NARROW = {"composite": False, "mask_loss_weight": 0.0, "loss": "ssim_l1", "fresh_masks": False, "batch_norm": False}
 PLAIN = {"flip_average": False}  # evaluation without test-time flip averaging
 
 
@@ -70,12 +70,13 @@ VARIANTS: dict[str, Variant] = {
     "composite": Variant("+ mask head, output composited with the input", {**NARROW, "composite": True}),
     "mask_loss": Variant("+ BCE on the predicted mask against the true one (training only)",
                          {**NARROW, "composite": True, "mask_loss_weight": 1.0}),
-    "ssim_mae": Variant("+ (1-SSIM)+L1 instead of (1-SSIM)+MSE", {"fresh_masks": False}),
-    "fresh_masks": Variant("+ a fresh mask on every training face each epoch: the `conf/cpu` network", {}),
-    "flip_average": Variant("+ flip averaging at test time (the `fresh_masks` weights): the `conf/cpu` model", {},
-                            {"flip_average": True}, reuses="fresh_masks"),
+    "ssim_mae": Variant("+ (1-SSIM)+L1 instead of (1-SSIM)+MSE", {"fresh_masks": False, "batch_norm": False}),
+    "fresh_masks": Variant("+ a fresh mask on every training face each epoch", {"batch_norm": False}),
+    "batch_norm": Variant("+ batch norm after every convolution of the conv blocks: the `conf/cpu` network", {}),
+    "flip_average": Variant("+ flip averaging at test time (the `batch_norm` weights): the `conf/cpu` model", {},
+                            {"flip_average": True}, reuses="batch_norm"),
     "holdout": Variant("the `conf/cpu` network with the kn95 style held out of training",
-                       {"holdout_styles": ["kn95"]}, compare_with="fresh_masks"),
+                       {"holdout_styles": ["kn95"]}, compare_with="batch_norm"),
 }
 
 

@@ -103,12 +103,12 @@ def test_ablation_rejects_bad_arguments_before_running_anything(capsys) -> None:
 
     ablation = _ablation_module()
     for argv in (["--variants", "narrow,wider"], ["--epochs", "0"], ["--params", "[1]"], ["--params", "{x"],
-                 ["--variants", "flip_average,fresh_masks"]):
+                 ["--variants", "flip_average,batch_norm"]):
         with pytest.raises(SystemExit) as stop:
             ablation.main(argv)
         assert stop.value.code == 2, argv
     err = capsys.readouterr().err
-    assert "unknown variant(s) ['wider']" in err and "list fresh_masks before them" in err
+    assert "unknown variant(s) ['wider']" in err and "list batch_norm before them" in err
 
 
 def test_ablation_table_rows_baseline_and_held_out_style() -> None:

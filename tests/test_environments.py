@@ -44,3 +44,4 @@ def test_cpu_environment_is_the_documented_configuration():
     assert len(params["evaluate"]["grid_ids"]) == 16
     assert params["train"]["composite"] is True and 64 <= params["faces"]["size"] <= 128
     assert params["train"]["fresh_masks"] is True and params["evaluate"]["flip_average"] is True
+    assert params["train"]["batch_norm"] is True
