@@ -50,7 +50,8 @@ def training_curves(history: pd.DataFrame) -> plt.Figure:
     for ax, (title, keys) in zip(axes, panels):
         for key in keys:
             if key in history:
-                ax.plot(history["epoch"], history[key], marker="o", label=key)
+                rows = history[["epoch", key]].dropna()  # epochs without validation have NaN val_*
+                ax.plot(rows["epoch"], rows[key], marker="o", label=key)
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -1,7 +1,7 @@
 """The training loop behind the ``train`` pipeline: one process, or several with DistributedDataParallel.
 
-:func:`fit` trains with Adam on the configured loss, validates every epoch, keeps the best
-validation weights (early stopping on the validation loss) and writes a resumable checkpoint at
+:func:`fit` trains with Adam on the configured loss, validates every ``validate_every`` epochs
+(and after the last), keeps the best validation weights (early stopping on the validation loss) and writes a resumable checkpoint at
 the end of every epoch. With ``devices: N > 1`` it spawns N worker processes itself (gloo on the
 CPU, NCCL on CUDA), so ``kedro run`` needs no launcher; rank 0 validates the shared result,
 logs, writes checkpoints and hands its weights back to the caller.
@@ -85,6 +85,7 @@ class TrainSettings:
     batch_size: int = 8
     epochs: int = 40
     early_stopping_patience: int = 5
+    validate_every: int = 1
     scheduler: str = "none"
     min_learning_rate: float = 0.0
     plateau_factor: float = 0.5
@@ -109,7 +110,7 @@ class TrainSettings:
         if unknown:
             raise ValueError(f"Unknown train parameter(s) {unknown}; valid keys: {', '.join(sorted(known))}.")
         values = dict(params)
-        for key in ("batch_size", "epochs", "early_stopping_patience", "devices", "plateau_patience"):
+        for key in ("batch_size", "epochs", "early_stopping_patience", "devices", "plateau_patience", "validate_every"):
             _check_int(values, key, minimum=1)
         for key in ("num_workers", "sample_count", "seed"):
             _check_int(values, key, minimum=0)
@@ -137,6 +138,9 @@ class TrainSettings:
                 raise ValueError(f"train.filters must be a list of channel counts, e.g. [64, 128, 256], got {filters!r}.")
             values["filters"] = tuple(filters)
             build_model(values.get("model", cls.model), values["filters"])  # validates with a clear message
+        if values.get("validate_every", 1) > 1 and values.get("scheduler") == "plateau":
+            raise ValueError("train.scheduler: plateau steps on every epoch's validation loss; "
+                             "it needs train.validate_every: 1.")
         if values.get("mask_loss_weight") and not values.get("composite"):
             raise ValueError("train.mask_loss_weight > 0 needs train.composite: true (the mask head it trains).")
         for key in ("device", "checkpoint_dir"):
@@ -609,7 +613,10 @@ def _train(rank: int, world: int, device: torch.device, settings: TrainSettings,
         bar.close()
         loss_total, seen_total = _all_reduce_sum([float(loss_sum), float(seen)], device, distributed)
         train_seconds = time.perf_counter() - started
-        val = _validate(net, val_loader, loss_fn, device, dtype, fmt, distributed)
+        # the last epoch is always validated: the run ends on a measured model
+        validated = epoch % settings.validate_every == 0 or epoch == settings.epochs
+        val = (_validate(net, val_loader, loss_fn, device, dtype, fmt, distributed) if validated
+               else dict.fromkeys(("val_loss", "val_psnr", "val_ssim"), math.nan))
 
         row = {"epoch": epoch, "train_loss": loss_total / seen_total, **val, "learning_rate": learning_rate,
                "train_images_per_s": seen_total / train_seconds, "epoch_seconds": time.perf_counter() - started}
@@ -619,20 +626,26 @@ def _train(rank: int, world: int, device: torch.device, settings: TrainSettings,
             scheduler.step()
         progress.epoch = epoch
         progress.history.append(row)
-        if val["val_loss"] < progress.best_loss:
+        if validated and val["val_loss"] < progress.best_loss:
             progress.best_loss, progress.best_epoch, progress.stale_epochs = val["val_loss"], epoch, 0
             progress.best_state = _cpu_state(net)
-        else:
-            progress.stale_epochs += 1
+        elif validated:
+            progress.stale_epochs = epoch - progress.best_epoch  # epochs, whichever were validated
             progress.stopped_early = progress.stale_epochs >= settings.early_stopping_patience
 
         if is_main:
-            logger.info(
-                "epoch %d: train_loss %.4f val_loss %.4f val_psnr %.2f dB val_ssim %.4f lr %.2e (%.1f img/s)",
-                epoch, row["train_loss"], row["val_loss"], row["val_psnr"], row["val_ssim"], learning_rate,
-                row["train_images_per_s"],
-            )
-            figure = restoration_figure(net, val_set, settings.sample_count) if settings.sample_count else None
+            if validated:
+                logger.info(
+                    "epoch %d: train_loss %.4f val_loss %.4f val_psnr %.2f dB val_ssim %.4f lr %.2e (%.1f img/s)",
+                    epoch, row["train_loss"], row["val_loss"], row["val_psnr"], row["val_ssim"], learning_rate,
+                    row["train_images_per_s"],
+                )
+            else:
+                logger.info("epoch %d: train_loss %.4f lr %.2e (%.1f img/s; validated every %d epochs)",
+                            epoch, row["train_loss"], learning_rate, row["train_images_per_s"],
+                            settings.validate_every)
+            figure = (restoration_figure(net, val_set, settings.sample_count)
+                      if settings.sample_count and validated else None)
             _log_to_mlflow(mlflow_run, {k: v for k, v in row.items() if k != "epoch"}, epoch, figure)
             if figure is not None:
                 import matplotlib.pyplot as plt

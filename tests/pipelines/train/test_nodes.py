@@ -115,7 +115,8 @@ def test_plateau_scheduler_lowers_the_rate_when_validation_stalls(tiny_partition
      ({"precision": "int8"}, "precision"), ({"devices": 0}, "devices"), ({"resume": "yes"}, "resume"),
      ({"lerning_rate": 1e-3}, "Unknown train parameter"), ({"filters": [4, 0]}, "filters"),
      ({"resume": True}, "checkpoint_dir"), ({"plateau_factor": 1.5}, "plateau_factor"),
-     ({"batch_norm": "yes"}, "batch_norm")],
+     ({"batch_norm": "yes"}, "batch_norm"), ({"validate_every": 0}, "validate_every"),
+     ({"validate_every": 2, "scheduler": "plateau"}, "validate_every: 1")],
 )
 def test_bad_parameters_are_rejected_before_training(tiny_partitions, override, message):
     p = tiny_partitions
@@ -391,3 +392,29 @@ def test_fresh_masks_need_landmarks_for_every_training_face(tiny_partitions):
     landmarks = p["face_landmarks"].query("image_id != '000030'")  # a training face
     with pytest.raises(KeyError, match="--pipelines=faces"):
         _train({**p, "face_landmarks": landmarks}, {**PARAMS, "fresh_masks": True})
+
+
+def test_validate_every_skips_validation_between_and_always_validates_the_last_epoch(tiny_partitions, monkeypatch,
+                                                                                    tmp_path):
+    p = tiny_partitions
+    validations = []
+    validate = training._validate
+
+    def counting_validate(*args, **kwargs):
+        validations.append(1)
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_validate", counting_validate)
+    model, history = _train(p, {**PARAMS, "epochs": 5, "validate_every": 2, "checkpoint_dir": str(tmp_path)})
+    assert len(validations) == 3  # epochs 2, 4 and 5
+    validated = history.dropna(subset=["val_loss"])
+    assert list(validated["epoch"]) == [2, 4, 5]
+    assert history["train_loss"].notna().all()
+    figure = plot_training_curves(history)  # the validation curve joins the validated epochs
+    val_line = next(line for line in figure.axes[0].lines if line.get_label() == "val_loss")
+    assert list(val_line.get_xdata()) == [2, 4, 5]
+    # the returned weights are those of the validated epoch with the lowest validation loss
+    state = load_training_state(tmp_path / "last.pt")
+    assert state["early_stopping"]["best_epoch"] == int(validated.loc[validated["val_loss"].idxmin(), "epoch"])
+    for key, value in model.state_dict().items():
+        assert torch.equal(state["best_model"][key], value), key
