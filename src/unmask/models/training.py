@@ -1,8 +1,8 @@
 """The training loop behind the ``train`` pipeline: one process, or several with DistributedDataParallel.
 
 :func:`fit` trains with Adam on the configured loss, validates every ``validate_every`` epochs
-(and after the last), keeps the best validation weights (early stopping on the validation loss) and writes a resumable checkpoint at
-the end of every epoch. With ``devices: N > 1`` it spawns N worker processes itself (gloo on the
+(and after the last), keeps the best validation weights (early stopping on the validation loss)
+and writes a resumable checkpoint at the end of every epoch. With ``devices: N > 1`` it spawns N worker processes itself (gloo on the
 CPU, NCCL on CUDA), so ``kedro run`` needs no launcher; rank 0 validates the shared result,
 logs, writes checkpoints and hands its weights back to the caller.
 
@@ -542,7 +542,7 @@ def _train(rank: int, world: int, device: torch.device, settings: TrainSettings,
     fmt = _use_channels_last(settings, device)
 
     net = build_model(settings.model, settings.filters, composite=settings.composite,
-                        batch_norm=settings.batch_norm).to(device, memory_format=fmt)
+                      batch_norm=settings.batch_norm).to(device, memory_format=fmt)
     optimizer = build_optimizer(net, settings.learning_rate, device)
     scheduler = _build_scheduler(settings, optimizer)
     # fp16 needs loss scaling to keep small gradients representable; bf16 and fp32 do not.
@@ -626,10 +626,10 @@ def _train(rank: int, world: int, device: torch.device, settings: TrainSettings,
             scheduler.step()
         progress.epoch = epoch
         progress.history.append(row)
-        if validated and val["val_loss"] < progress.best_loss:
-            progress.best_loss, progress.best_epoch, progress.stale_epochs = val["val_loss"], epoch, 0
-            progress.best_state = _cpu_state(net)
-        elif validated:
+        if validated:
+            if val["val_loss"] < progress.best_loss:
+                progress.best_loss, progress.best_epoch = val["val_loss"], epoch
+                progress.best_state = _cpu_state(net)
             progress.stale_epochs = epoch - progress.best_epoch  # epochs, whichever were validated
             progress.stopped_early = progress.stale_epochs >= settings.early_stopping_patience
 

@@ -144,6 +144,13 @@ def test_a_composite_model_is_named_so_in_the_report(tiny_partitions, mask_metad
     assert "| Ours: ra_unet + mask head, composited, blind |" in evaluation_table(metrics)
 
 
+def test_a_batch_norm_model_is_named_so_in_the_report(tiny_partitions, mask_metadata):
+    model = build_model("ra_unet", filters=(4, 8), composite=True, batch_norm=True).eval()
+    _, metrics = _evaluate(model, tiny_partitions, mask_metadata)
+    assert metrics["batch_norm"] is True
+    assert "| Ours: ra_unet + batch norm + mask head, composited, blind |" in evaluation_table(metrics)
+
+
 def test_flip_average_scores_the_averaged_restoration_and_says_so(tiny_partitions, mask_metadata):
     torch.manual_seed(0)
     model = build_model("ra_unet", filters=(4, 8))
