@@ -82,8 +82,9 @@ def _crop(size: int = 32) -> np.ndarray:
 def test_fresh_masks_are_a_function_of_seed_id_and_epoch() -> None:
     fresh = FreshMasks({"000001": LANDMARKS, "000002": LANDMARKS}, seed=0, styles=["surgical", "cloth"])
     crop = _crop()
-    masked, mask = fresh("000001", crop, epoch=1)
-    again, _ = FreshMasks({"000001": LANDMARKS}, seed=0, styles=["surgical", "cloth"])("000001", crop, epoch=1)
+    masked, target, mask = fresh("000001", crop, epoch=1)
+    assert target is crop  # no degradation drawn: the target is the face itself
+    again, _, _ = FreshMasks({"000001": LANDMARKS}, seed=0, styles=["surgical", "cloth"])("000001", crop, epoch=1)
     assert np.array_equal(masked, again)
     assert not np.array_equal(masked, fresh("000001", crop, epoch=2)[0])
     assert not np.array_equal(masked, fresh("000002", crop, epoch=1)[0])
@@ -110,7 +111,7 @@ def test_freshly_masked_samples_follow_the_epoch_and_flip_with_their_mask() -> N
     fresh = FreshMasks({"a": LANDMARKS}, seed=0, styles=["kn95"])
     dataset = FreshlyMaskedFaceDataset(["a"], {"a": lambda: Image.fromarray(crop)}, fresh, with_mask=True)
     masked, clean, mask = dataset[(0, False, 4)]
-    expected_masked, expected_mask = fresh("a", crop, 4)
+    expected_masked, _, expected_mask = fresh("a", crop, 4)
     assert torch.equal(masked, torch.from_numpy(expected_masked).permute(2, 0, 1).float() / 255)
     assert torch.equal(clean, torch.from_numpy(crop).permute(2, 0, 1).float() / 255)
     assert mask.shape == (1, 32, 32) and torch.equal(mask[0], torch.from_numpy(expected_mask).float())
@@ -120,3 +121,57 @@ def test_freshly_masked_samples_follow_the_epoch_and_flip_with_their_mask() -> N
     assert len(FreshlyMaskedFaceDataset(["a"], {"a": lambda: Image.fromarray(crop)}, fresh)[0]) == 2
     with pytest.raises(KeyError, match="--pipelines=faces"):
         FreshlyMaskedFaceDataset(["a", "b"], {"a": lambda: crop, "b": lambda: crop}, fresh)
+
+
+def test_a_clean_fraction_of_one_shows_every_face_unmasked_with_an_empty_map() -> None:
+    crop = _crop()
+    fresh = FreshMasks({"a": LANDMARKS}, seed=0, styles=["cloth"], clean_fraction=1.0)
+    for epoch in (1, 2, 3):
+        masked, target, mask = fresh("a", crop, epoch)
+        assert np.array_equal(masked, crop) and np.array_equal(target, crop) and not mask.any()
+
+
+def test_about_the_clean_fraction_of_draws_are_unmasked() -> None:
+    ids = {f"{i:06d}": LANDMARKS for i in range(200)}
+    fresh = FreshMasks(ids, seed=0, styles=["surgical"], clean_fraction=0.25)
+    crop = _crop()
+    clean = sum(not fresh(i, crop, 1)[2].any() for i in ids)
+    assert 30 <= clean <= 70
+
+
+def test_new_materials_change_only_the_masked_pixels_and_depend_on_the_draw() -> None:
+    crop, donor = _crop(), _crop()[::-1].copy()
+    plain = FreshMasks({"a": LANDMARKS}, seed=0, styles=["surgical"])
+    varied = FreshMasks({"a": LANDMARKS}, seed=0, styles=["surgical"], material_fraction=1.0)
+    rendered, _, mask = plain("a", crop, 1)
+    masked, target, same_mask = varied("a", crop, 1, donor)
+    assert np.array_equal(mask, same_mask) and target is crop
+    assert not np.array_equal(masked, rendered)  # a new material ...
+    assert np.array_equal(masked[mask == 0], crop[mask == 0])  # ... inside the map only
+    assert np.array_equal(masked, varied("a", crop, 1, donor)[0])
+
+
+def test_degraded_pairs_stay_identical_away_from_the_mask() -> None:
+    from unmask.imaging.mask_appearance import degrade_pair
+
+    crop = _crop(64)
+    masked = crop.copy()
+    masked[10:20, 10:20] = 255
+    rng_seeds = range(40)
+    saw_change = False
+    for seed in rng_seeds:
+        a, b = degrade_pair(masked, crop, np.random.default_rng(seed))
+        assert a.shape == b.shape == crop.shape and a.dtype == b.dtype == np.uint8
+        saw_change |= not np.array_equal(b, crop)
+        # beyond the blur's reach and the JPEG blocks (16 px with chroma subsampling, whose decoder
+        # interpolates one row further) of the changed
+        # square, input and target got the same degradation, noise field included
+        assert np.array_equal(a[40:], b[40:])
+    assert saw_change
+
+
+def test_variety_fractions_are_checked() -> None:
+    with pytest.raises(ValueError, match="clean_fraction"):
+        FreshMasks({"a": LANDMARKS}, seed=0, styles=["cloth"], clean_fraction=1.5)
+    with pytest.raises(ValueError, match="degrade_fraction"):
+        FreshMasks({"a": LANDMARKS}, seed=0, styles=["cloth"], degrade_fraction=True)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from unmask.imaging.mask_appearance import degrade_pair, vary_material
 from unmask.imaging.mask_renderer import image_seed, rasterize_mask, render_masked_face, seeded_mask_spec
 
 Loader = Callable[[], object]
@@ -91,34 +92,68 @@ class FreshMasks:
     (variant 0 is the stored mask of the masks pipeline), so a model sees each face under many
     masks instead of memorising one, and any worker, rank or resumed run draws the same one.
     ``landmarks`` holds the five crop-space landmarks of each id (10 numbers, x then y).
+    Beyond the renderer (:mod:`unmask.imaging.mask_appearance`): ``clean_fraction`` of the draws
+    show the face with no mask (empty map, target = input), ``material_fraction`` of the masks get
+    a new material, and ``degrade_fraction`` of the pairs a camera degradation.
     Picklable: DataLoader workers get their own copy.
     """
 
-    def __init__(self, landmarks: Mapping[str, Sequence[float]], seed: int, styles: Sequence[str]) -> None:
+    def __init__(self, landmarks: Mapping[str, Sequence[float]], seed: int, styles: Sequence[str], *,
+                 clean_fraction: float = 0.0, material_fraction: float = 0.0, degrade_fraction: float = 0.0) -> None:
         if not styles:
             raise ValueError("FreshMasks needs at least one mask style to draw from.")
+        for name, value in (("clean_fraction", clean_fraction), ("material_fraction", material_fraction),
+                            ("degrade_fraction", degrade_fraction)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"train.{name} must be a number from 0 to 1, got {value!r}.")
         self.landmarks = {str(k): tuple(float(v) for v in points) for k, points in landmarks.items()}
         bad = [k for k, points in self.landmarks.items() if len(points) != 10 or not np.isfinite(points).all()]
         if bad:
             raise ValueError(f"{len(bad)} face(s) have no complete set of 5 landmarks (first: {bad[:5]}); "
                              "re-run `kedro run --pipelines=faces`.")
         self.seed, self.styles = int(seed), tuple(str(s) for s in styles)
+        self.clean_fraction = float(clean_fraction)
+        self.material_fraction = float(material_fraction)
+        self.degrade_fraction = float(degrade_fraction)
 
     def __contains__(self, image_id: str) -> bool:
         return image_id in self.landmarks
 
-    def __call__(self, image_id: str, crop: np.ndarray, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(masked crop, mask map)`` for this face in this epoch: HxWx3 uint8 and HxW {0, 1} uint8."""
+    def variety_rng(self, image_id: str, epoch: int, stream: int = 1) -> np.random.Generator:
+        """The generator of this draw's variety (stream 1: clean or not, material, degradation; 2: donor face)."""
+        return np.random.default_rng([image_seed(self.seed, image_id, variant=int(epoch)), int(stream)])
+
+    def __call__(self, image_id: str, crop: np.ndarray, epoch: int, donor: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(masked crop, target crop, mask map)`` for this face in this epoch (HxWx3, HxWx3, HxW {0, 1} uint8).
+
+        The target is ``crop`` itself unless the draw degrades the pair; ``donor`` (another face
+        crop) lends real texture to a new material.
+        """
         size = crop.shape[0]
         if crop.shape[:2] != (size, size):
             raise ValueError(f"face crop {image_id} is {crop.shape[1]}x{crop.shape[0]}, not square.")
-        points = np.asarray(self.landmarks[image_id], dtype=np.float32).reshape(5, 2)
-        spec = seeded_mask_spec(points, size, image_seed(self.seed, image_id, variant=int(epoch)), self.styles)
-        return render_masked_face(crop, spec), rasterize_mask(spec, size)
+        rng = self.variety_rng(image_id, epoch)
+        if rng.random() < self.clean_fraction:
+            masked, mask = crop.copy(), np.zeros((size, size), np.uint8)
+        else:
+            points = np.asarray(self.landmarks[image_id], dtype=np.float32).reshape(5, 2)
+            spec = seeded_mask_spec(points, size, image_seed(self.seed, image_id, variant=int(epoch)), self.styles)
+            masked, mask = render_masked_face(crop, spec), rasterize_mask(spec, size)
+            if rng.random() < self.material_fraction:
+                masked = vary_material(masked, mask, donor, rng)
+        target = crop
+        if rng.random() < self.degrade_fraction:
+            masked, target = degrade_pair(masked, crop, rng)
+        return masked, target, mask
 
     def digest_text(self) -> str:
         """What determines the masks drawn (for checkpoint fingerprints)."""
-        return f"fresh_masks seed={self.seed} styles={','.join(self.styles)}"
+        text = f"fresh_masks seed={self.seed} styles={','.join(self.styles)}"
+        if self.clean_fraction or self.material_fraction or self.degrade_fraction:
+            text += (f" clean={self.clean_fraction} material={self.material_fraction} "
+                     f"degrade={self.degrade_fraction}")
+        return text
 
 
 class FreshlyMaskedFaceDataset(Dataset):
@@ -150,14 +185,22 @@ class FreshlyMaskedFaceDataset(Dataset):
             index = (index, False)
         index, flip, epoch = (*index, 1) if len(index) == 2 else index
         image_id = self.image_ids[index]
-        crop = np.ascontiguousarray(np.asarray(load_pixels(self.face_crops[image_id]))[:, :, :3])
-        masked, mask = self.fresh_masks(image_id, crop, epoch)
-        tensors = [image_to_tensor(masked), image_to_tensor(crop)]
+        crop = self._crop(image_id)
+        donor = None
+        if self.fresh_masks.material_fraction > 0 and len(self.image_ids) > 1:
+            pick = int(self.fresh_masks.variety_rng(image_id, epoch, stream=2).integers(0, len(self.image_ids) - 1))
+            donor = self._crop(self.image_ids[pick + (pick >= index)])  # any face but this one
+        masked, target, mask = self.fresh_masks(image_id, crop, epoch, donor)
+        tensors = [image_to_tensor(masked), image_to_tensor(target)]
         if self.with_mask:
             tensors.append(torch.from_numpy(mask).float()[None])
         if flip:
             tensors = [t.flip(-1) for t in tensors]
         return tuple(tensors)
+
+
+    def _crop(self, image_id: str) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(load_pixels(self.face_crops[image_id]))[:, :, :3])
 
 
 class EpochSampler(Sampler):

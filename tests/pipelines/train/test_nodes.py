@@ -26,9 +26,12 @@ TIMING_COLUMNS = ["train_images_per_s", "epoch_seconds"]
 MASKS = {"seed": 0, "styles": ["surgical", "n95", "kn95", "cloth", "bandana"]}
 
 
+SOURCE = {"dataset": "demo"}
+
+
 def _train(p: dict, params: dict, masks: dict = MASKS):
     return train_model(p["face_crops"], p["masked_faces"], p["mask_maps"], p["mask_metadata"], p["face_landmarks"],
-                       p["data_split"], params, masks)
+                       p["data_split"], SOURCE, params, masks)
 
 
 def test_training_lowers_the_loss_and_returns_the_best_model(tiny_partitions):
@@ -39,7 +42,8 @@ def test_training_lowers_the_loss_and_returns_the_best_model(tiny_partitions):
     assert all(math.isfinite(v) for v in history["val_psnr"])
     assert {"learning_rate", "train_images_per_s", "val_ssim"} <= set(history.columns)
     assert model.config["filters"] == [4, 8, 16] and not model.training
-    assert model.metadata == {"crop_size": 16}  # what `unmask predict` aligns photos to
+    # what `unmask predict` aligns photos to, and whether the model may be used on photos
+    assert model.metadata == {"crop_size": 16, "trained_on": "demo"}
     with torch.no_grad():
         out = model(torch.rand(1, 3, 16, 16))
     assert out.shape == (1, 3, 16, 16) and float(out.min()) >= 0 and float(out.max()) <= 1
@@ -385,6 +389,29 @@ def test_fresh_masks_train_a_composite_network(tiny_partitions):
     model, history = _train(p, params)
     assert list(history["epoch"]) == [1, 2] and history["val_loss"].notna().all()
     assert model.config["composite"] is True
+
+
+def test_clean_faces_new_materials_and_degradations_train_a_composite_network(tiny_partitions, monkeypatch):
+    p = tiny_partitions
+    variety = {"clean_fraction": 0.3, "material_fraction": 0.5, "degrade_fraction": 0.4}
+    params = {**PARAMS, "fresh_masks": True, "composite": True, "mask_loss_weight": 1.0, "epochs": 2, **variety}
+    model, history = _train(p, params)
+    assert list(history["epoch"]) == [1, 2] and history["train_loss"].notna().all()
+    seen = {}
+
+    def spy(settings, data, mlflow_run=None):
+        seen["fresh"] = data.fresh_masks
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr("unmask.pipelines.train.nodes.fit", spy)
+    with pytest.raises(RuntimeError, match="stop"):
+        _train(p, params)
+    assert (seen["fresh"].clean_fraction, seen["fresh"].material_fraction, seen["fresh"].degrade_fraction) == (0.3, 0.5, 0.4)
+    assert "clean=0.3" in seen["fresh"].digest_text()  # a checkpoint never resumes under other variety
+    with pytest.raises(ValueError, match="needs train.fresh_masks"):
+        _train(p, {**PARAMS, "clean_fraction": 0.2})
+    with pytest.raises(ValueError, match="material_fraction must be a number from 0 to 1"):
+        _train(p, {**PARAMS, "fresh_masks": True, "material_fraction": 2})
 
 
 def test_fresh_masks_need_landmarks_for_every_training_face(tiny_partitions):

@@ -41,8 +41,12 @@ def _ids_without(ids: list[str], held: set[str], styles: list[str]) -> list[str]
     return kept
 
 
-def parse_train_params(params: dict) -> tuple[TrainSettings, list[str], bool]:
-    """``(training loop settings, holdout_styles, fresh_masks)`` from the ``train`` group, checked."""
+#: ``train`` keys of the fresh-mask variety (:class:`~unmask.models.data.FreshMasks`), 0 when absent
+VARIETY_KEYS = ("clean_fraction", "material_fraction", "degrade_fraction")
+
+
+def parse_train_params(params: dict) -> tuple[TrainSettings, list[str], bool, dict[str, float]]:
+    """``(training loop settings, holdout_styles, fresh_masks, variety)`` from the ``train`` group, checked."""
     params = dict(params)
     holdout = params.pop("holdout_styles", None) or []
     if isinstance(holdout, str) or not isinstance(holdout, list):
@@ -50,10 +54,18 @@ def parse_train_params(params: dict) -> tuple[TrainSettings, list[str], bool]:
     fresh = params.pop("fresh_masks", False)
     if not isinstance(fresh, bool):
         raise ValueError(f"train.fresh_masks must be true or false, got {fresh!r}.")
-    return TrainSettings.from_params(params), [str(s) for s in holdout], fresh
+    variety = {key: params.pop(key, 0.0) for key in VARIETY_KEYS}
+    for key, value in variety.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"train.{key} must be a number from 0 to 1, got {value!r}.")
+    if not fresh and any(variety.values()):
+        used = [k for k, v in variety.items() if v]
+        raise ValueError(f"train.{used[0]} needs train.fresh_masks: true (it varies the masks drawn each epoch).")
+    return TrainSettings.from_params(params), [str(s) for s in holdout], fresh, {k: float(v) for k, v in variety.items()}
 
 
-def _fresh_masks(face_landmarks: pd.DataFrame, ids: list[str], masks_params: dict, holdout: list[str]) -> FreshMasks:
+def _fresh_masks(face_landmarks: pd.DataFrame, ids: list[str], masks_params: dict, holdout: list[str],
+                 variety: dict[str, float]) -> FreshMasks:
     """A per-epoch mask drawer over ``ids``, with the masks pipeline's seed and styles less ``holdout``."""
     seed, styles = validate_masks_params(masks_params)
     kept = [s for s in styles if s not in holdout]
@@ -65,13 +77,14 @@ def _fresh_masks(face_landmarks: pd.DataFrame, ids: list[str], masks_params: dic
         raise ValueError(f"face_landmarks lacks column(s) {missing}; re-run `kedro run --pipelines=faces`.")
     rows = face_landmarks.assign(image_id=face_landmarks["image_id"].astype(str)).set_index("image_id")
     wanted = rows.index.intersection(ids)
-    return FreshMasks(dict(zip(wanted, rows.loc[wanted, LANDMARK_COLUMNS].to_numpy(dtype=float).tolist())), seed, kept)
+    landmarks = dict(zip(wanted, rows.loc[wanted, LANDMARK_COLUMNS].to_numpy(dtype=float).tolist()))
+    return FreshMasks(landmarks, seed, kept, **variety)
 
 
 def train_model(
     face_crops: Mapping[str, Callable], masked_faces: Mapping[str, Callable], mask_maps: Mapping[str, Callable],
-    mask_metadata: pd.DataFrame, face_landmarks: pd.DataFrame, data_split: pd.DataFrame, params: dict,
-    masks_params: dict,
+    mask_metadata: pd.DataFrame, face_landmarks: pd.DataFrame, data_split: pd.DataFrame, celeba_source: dict,
+    params: dict, masks_params: dict,
 ) -> tuple[nn.Module, pd.DataFrame]:
     """Train the configured network on the train split; return the best-on-validation model and its history.
 
@@ -79,10 +92,13 @@ def train_model(
     pipeline's renderer, seed and styles, from the face's landmarks) instead of reusing its stored
     masked image; validation keeps the stored masks. ``train.holdout_styles`` leaves those mask
     styles out of training and validation (the test split keeps them, so evaluation scores a
-    style the model never saw): with fresh masks, they are simply never drawn. The true
-    ``mask_maps`` are read only for a composite network's mask loss, never as input.
+    style the model never saw): with fresh masks, they are simply never drawn. With fresh masks,
+    ``train.clean_fraction`` / ``material_fraction`` / ``degrade_fraction`` add unmasked faces, new
+    mask materials and camera degradations (:mod:`unmask.imaging.mask_appearance`). The true
+    ``mask_maps`` are read only for a composite network's mask loss, never as input. The model's
+    metadata records its crop size and the data it was trained on (``celeba`` or ``demo``).
     """
-    settings, holdout, fresh = parse_train_params(params)
+    settings, holdout, fresh, variety = parse_train_params(params)
     held = _held_out_ids(mask_metadata, holdout)
     train_ids = _ids_of(data_split, "train")
     # fresh masks never draw a held-out style, so every training face stays usable
@@ -90,11 +106,11 @@ def train_model(
     val_ids = _ids_without(_ids_of(data_split, "val"), held, holdout)
     data = TrainingData(train_ids, val_ids, masked_faces, face_crops,
                         mask_maps if settings.mask_loss_weight > 0 else None,
-                        fresh_masks=_fresh_masks(face_landmarks, train_ids, masks_params, holdout) if fresh else None)
+                        fresh_masks=_fresh_masks(face_landmarks, train_ids, masks_params, holdout, variety) if fresh else None)
     result = fit(settings, data, mlflow_run=active_mlflow_run())
     # `unmask predict` aligns photos at the size the model was trained at: keep it with the weights
     crop = np.asarray(load_pixels(face_crops[train_ids[0]]))
-    result.model.metadata = {"crop_size": int(crop.shape[0])}
+    result.model.metadata = {"crop_size": int(crop.shape[0]), "trained_on": str(celeba_source.get("dataset", "?"))}
     return result.model, pd.DataFrame(result.history)
 
 
