@@ -123,8 +123,12 @@ class IdentityEmbedder:
         """(128,) embedding of one aligned crop, chip cut at its own landmarks."""
         return self.embed_chips([self.chip(crop, self.landmarks(crop))])[0]
 
-    def distances(self, truth: np.ndarray, candidates: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """``(truth's embedding, distances of candidates to it)``, every chip cut at the truth's landmarks."""
-        points = self.landmarks(truth)
+    def distances(self, truth: np.ndarray, candidates: Sequence[np.ndarray], landmarks: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """``(truth's embedding, distances of candidates to it)``, every chip cut at the truth's landmarks.
+
+        ``landmarks``: the truth's, if already known (:meth:`landmarks`).
+        """
+        points = self.landmarks(truth) if landmarks is None else landmarks
         vectors = self.embed_chips([self.chip(image, points) for image in (truth, *candidates)])
         return vectors[0], np.linalg.norm(vectors[1:] - vectors[0], axis=1)

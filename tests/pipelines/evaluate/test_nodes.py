@@ -9,6 +9,7 @@ from torch import nn
 from unmask.models import build_model, save_model
 from unmask.models.metrics import masked_ssim, ssim
 from unmask.pipelines.evaluate.nodes import (
+    IDENTITY_NAMES,
     METHOD_PREFIXES,
     METRIC_NAMES,
     _ssim_and_masked_ssim,
@@ -20,8 +21,9 @@ from unmask.pipelines.evaluate.nodes import (
     summarise_evaluation,
 )
 
+# identity off here (dlib's recogniser takes ~0.1 s per face and method on one core); its own tests turn it on
 PARAMS = {"batch_size": 4, "device": "cpu", "precision": "fp32", "timing_images": 2, "grid_images": 2,
-          "coverage_bins": [0.0, 0.3, 1.0]}
+          "coverage_bins": [0.0, 0.3, 1.0], "identity": False}
 
 
 @pytest.fixture
@@ -77,6 +79,34 @@ def test_an_identity_model_scores_like_the_unchanged_input(tiny_partitions, mask
     for name in METRIC_NAMES:
         assert metrics[name] == pytest.approx(metrics["input_" + name]), name
     np.testing.assert_allclose(per_image["l1_mask"], per_image["input_l1_mask"])
+
+
+def test_identity_distances_for_every_method_in_the_csv_metrics_report_and_mlflow(tiny_partitions, mask_metadata):
+    # 4 faces, 2 per style; the baselines' distances come from the loader's workers
+    params = {**PARAMS, "identity": True, "num_workers": 2, "limit": 4}
+    per_image, metrics = _evaluate(Identity(), tiny_partitions, mask_metadata, params)
+    for prefix in METHOD_PREFIXES.values():
+        for name in IDENTITY_NAMES:
+            assert per_image[prefix + name].notna().all() and math.isfinite(metrics[prefix + name]), prefix + name
+            assert math.isfinite(metrics["by_style"]["surgical"][prefix + name])
+        assert set(per_image[prefix + "same_person"]) <= {0.0, 1.0}
+        assert (per_image[prefix + "identity_distance"] >= 0).all()
+        np.testing.assert_array_equal(per_image[prefix + "same_person"],
+                                      per_image[prefix + "identity_distance"] < 0.6)
+    # the model returns its input: the same chips, the same distances
+    np.testing.assert_allclose(per_image["identity_distance"], per_image["input_identity_distance"], atol=1e-6)
+    assert metrics["same_person"] == pytest.approx(per_image["same_person"].mean())
+    table = evaluation_table(metrics)
+    assert "## Identity: does the person stay the person?" in table
+    assert "| all | 4 |" in table and "| surgical | 2 |" in table and " %" in table
+    logged = metrics_for_mlflow(metrics)
+    assert {"telea_identity_distance", "navier_stokes_same_person", "by_style.cloth.identity_distance"} <= set(logged)
+
+
+def test_identity_off_leaves_no_identity_fields(tiny_partitions, mask_metadata):
+    per_image, metrics = _evaluate(Identity(), tiny_partitions, mask_metadata)
+    assert not [c for c in per_image.columns if "identity" in c or "same_person" in c]
+    assert "identity_distance" not in metrics and "## Identity" not in evaluation_table(metrics)
 
 
 def test_ssim_from_one_float32_pass_matches_the_project_metrics():
@@ -171,7 +201,7 @@ def test_metrics_for_mlflow_flattens_and_keeps_finite_numbers_only():
 
 @pytest.mark.parametrize("override", [{"batch_size": 0}, {"timing_images": 0}, {"grid_images": "4"},
                                       {"coverage_bins": [0.5, 0.1]}, {"dilate_px": -1}, {"batchsize": 4},
-                                      {"flip_average": "yes"}])
+                                      {"flip_average": "yes"}, {"identity": 1}])
 def test_bad_parameters_are_rejected(tiny_partitions, mask_metadata, override):
     p = tiny_partitions
     with pytest.raises(ValueError, match="evaluate"):

@@ -3,9 +3,10 @@
 Every method is scored by the same functions (:mod:`unmask.models.metrics`: RGB in [0, 1], data
 range 1.0, float64; SSIM with an 11x11 Gaussian window, sigma 1.5) over the whole image and inside
 the true mask only. The methods: our model (never given the mask), the masked input returned
-unchanged (the floor), and OpenCV's Telea and Navier-Stokes inpainting given the true mask. The
-test set streams through a DataLoader in batches: only one batch of images and the per-image rows
-are held in memory.
+unchanged (the floor), and OpenCV's Telea and Navier-Stokes inpainting given the true mask. With
+``evaluate.identity``, every method is also scored by the distance of its dlib face-recognition
+embedding to the ground truth's (:mod:`unmask.imaging.identity`). The test set streams through a
+DataLoader in batches: only one batch of images and the per-image rows are held in memory.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 
 from unmask.imaging.classical_inpainting import INPAINT_METHODS, inpaint_with_mask
 from unmask.imaging.grids import image_grid
+from unmask.imaging.identity import SAME_PERSON_DISTANCE, IdentityEmbedder
 from unmask.models import count_parameters, load_model
 from unmask.models.data import PairedFaceDataset, image_to_tensor, tensor_to_image
 from unmask.models.devices import device_name, precision_name
@@ -38,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 #: Metrics reported per image and averaged, for every method.
 METRIC_NAMES = ("psnr", "ssim", "psnr_mask", "ssim_mask", "l1", "l1_mask", "psnr_outside")
+#: With ``evaluate.identity``: embedding distance to the ground truth, and 1.0 where it is under dlib's 0.6.
+IDENTITY_NAMES = ("identity_distance", "same_person")
 #: Column / key prefix of each method; our model keeps the bare names DVC and MLflow have always had.
 METHOD_PREFIXES = {"model": "", "input": "input_", "telea": "telea_", "navier_stokes": "navier_stokes_"}
 #: Row labels of the report table.
@@ -48,6 +52,8 @@ METHOD_LABELS = {
     "navier_stokes": "OpenCV Navier-Stokes, given the true mask",
 }
 BASELINES = tuple(INPAINT_METHODS)
+#: Methods whose identity distances the loader's workers compute (the model's restoration comes later).
+_WORKER_METHODS = ("input", *BASELINES)
 #: SSIM window, as in :mod:`unmask.models.metrics` (and the usual SSIM of Wang et al. 2004).
 SSIM_KERNEL_SIZE, SSIM_SIGMA = 11, 1.5
 #: PSNR of a perfect image is infinite; averages use this cap so one such image does not hide the rest.
@@ -69,6 +75,7 @@ DEFAULTS: dict[str, Any] = {
     "grid_images": 8,
     "grid_ids": None,
     "flip_average": False,
+    "identity": True,
 }
 
 
@@ -92,8 +99,9 @@ def _settings(params: dict) -> dict[str, Any]:
     if (not isinstance(bins, (list, tuple)) or len(bins) < 2
             or any(not isinstance(b, (int, float)) for b in bins) or list(bins) != sorted(set(bins))):
         raise ValueError(f"evaluate.coverage_bins must be at least two increasing numbers, got {bins!r}.")
-    if not isinstance(s["flip_average"], bool):
-        raise ValueError(f"evaluate.flip_average must be true or false, got {s['flip_average']!r}.")
+    for key in ("flip_average", "identity"):
+        if not isinstance(s[key], bool):
+            raise ValueError(f"evaluate.{key} must be true or false, got {s[key]!r}.")
     if s["grid_ids"] is not None and not isinstance(s["grid_ids"], (list, tuple)):
         raise ValueError(f"evaluate.grid_ids must be null or a list of test image ids, got {s['grid_ids']!r}.")
     return s
@@ -131,19 +139,33 @@ def select_model(trained_model: nn.Module, params: dict) -> tuple[nn.Module, dic
 
 
 class _TestSamples(Dataset):
-    """``(masked, clean, mask, baselines)`` per test id; the OpenCV baselines run here, in the loader's workers."""
+    """``(masked, clean, mask, baselines, identity)`` per test id, made in the loader's workers.
 
-    def __init__(self, pairs: PairedFaceDataset, radius: float, dilate_px: int) -> None:
-        self.pairs, self.radius, self.dilate_px = pairs, radius, dilate_px
+    The OpenCV baselines run here; with an embedder, so do the identity distances of the masked
+    input and the baselines: ``identity`` holds the ground truth's dlib ``landmarks`` and
+    ``truth`` embedding (for the model's restoration later) and the ``distances`` of
+    ``_WORKER_METHODS``; it is empty without an embedder.
+    """
+
+    def __init__(self, pairs: PairedFaceDataset, radius: float, dilate_px: int,
+                 embedder: IdentityEmbedder | None) -> None:
+        self.pairs, self.radius, self.dilate_px, self.embedder = pairs, radius, dilate_px, embedder
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
         masked, clean, mask = self.pairs[index]
         image, hidden = tensor_to_image(masked), mask[0].numpy() > 0.5
-        filled = [image_to_tensor(inpaint_with_mask(image, hidden, m, self.radius, self.dilate_px)) for m in BASELINES]
-        return masked, clean, mask, torch.stack(filled)
+        filled = [inpaint_with_mask(image, hidden, m, self.radius, self.dilate_px) for m in BASELINES]
+        identity = {}
+        if self.embedder is not None:
+            truth = tensor_to_image(clean)
+            landmarks = self.embedder.landmarks(truth)
+            vector, distances = self.embedder.distances(truth, [image, *filled], landmarks)
+            identity = {"landmarks": torch.from_numpy(landmarks), "truth": torch.from_numpy(vector),
+                        "distances": torch.from_numpy(distances)}
+        return masked, clean, mask, torch.stack([image_to_tensor(f) for f in filled]), identity
 
 
 def _ssim_and_masked_ssim(pred: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor
@@ -176,6 +198,18 @@ def _image_metrics(pred: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor, 
         "psnr_outside": masked_psnr(pred, clean, (mask <= 0.5).to(mask.dtype)),
     }
     return {f"{prefix}{k}": v.cpu().numpy() for k, v in values.items()}
+
+
+def _identity_columns(embedder: IdentityEmbedder, restored: torch.Tensor, identity: dict[str, torch.Tensor]
+                      ) -> dict[str, np.ndarray]:
+    """Identity distance and same-person flag per method: the model's computed here, the others' in the workers."""
+    chips = [embedder.chip(tensor_to_image(x), p) for x, p in zip(restored, identity["landmarks"].numpy())]
+    model = np.linalg.norm(embedder.embed_chips(chips) - identity["truth"].numpy(), axis=1)
+    columns = {}
+    for method, distance in zip(("model", *_WORKER_METHODS), [model, *identity["distances"].numpy().T]):
+        columns[f"{METHOD_PREFIXES[method]}identity_distance"] = distance
+        columns[f"{METHOD_PREFIXES[method]}same_person"] = (distance < SAME_PERSON_DISTANCE).astype(np.float64)
+    return columns
 
 
 def _synchronize(device: torch.device) -> None:
@@ -224,11 +258,12 @@ def score_test_set(
     device = next(model.parameters()).device
     test_ids = _test_ids(data_split, s["limit"])
     pairs = PairedFaceDataset(test_ids, masked_faces, face_crops, mask_maps)
-    loader = DataLoader(_TestSamples(pairs, float(s["inpaint_radius"]), s["dilate_px"]), batch_size=s["batch_size"],
-                        shuffle=False, num_workers=s["num_workers"])
+    embedder = IdentityEmbedder().load() if s["identity"] else None
+    loader = DataLoader(_TestSamples(pairs, float(s["inpaint_radius"]), s["dilate_px"], embedder),
+                        batch_size=s["batch_size"], shuffle=False, num_workers=s["num_workers"])
     frames, model_seconds, offset = [], 0.0, 0
     with tqdm(total=len(pairs), desc="evaluate", unit="img") as progress:
-        for masked, clean, mask, baselines in loader:
+        for masked, clean, mask, baselines, identity in loader:
             _synchronize(device)
             started = time.perf_counter()
             restored = restore(model, masked, dtype, s["flip_average"])
@@ -240,6 +275,8 @@ def score_test_set(
             columns.update(_image_metrics(masked, clean, mask, METHOD_PREFIXES["input"]))
             for k, method in enumerate(BASELINES):
                 columns.update(_image_metrics(baselines[:, k], clean, mask, METHOD_PREFIXES[method]))
+            if embedder is not None:
+                columns.update(_identity_columns(embedder, restored, identity))
             columns["mask_coverage"] = mask.flatten(1).mean(1).numpy()
             frames.append(pd.DataFrame(columns))
             offset += len(masked)
@@ -278,8 +315,8 @@ def _mean(column: pd.Series) -> float:
 
 
 def _method_means(rows: pd.DataFrame) -> dict[str, float]:
-    names = [f"{prefix}{name}" for prefix in METHOD_PREFIXES.values() for name in METRIC_NAMES]
-    return {name: _mean(rows[name]) for name in names}
+    names = [f"{prefix}{name}" for prefix in METHOD_PREFIXES.values() for name in METRIC_NAMES + IDENTITY_NAMES]
+    return {name: _mean(rows[name]) for name in names if name in rows}
 
 
 def _breakdown(per_image: pd.DataFrame, column: str) -> dict[str, dict[str, float]]:
@@ -363,7 +400,34 @@ def evaluation_table(evaluation_metrics: dict) -> str:
             cells = " | ".join(f"{_fmt(g[p + 'psnr_mask'], 2)} / {_fmt(g[p + 'ssim_mask'], 4)}"
                                for p in METHOD_PREFIXES.values())
             lines.append(f"| {group} | {g['n_images']} | {cells} |")
+    if "identity_distance" in m:
+        lines += _identity_section(m)
     return "\n".join(lines) + "\n"
+
+
+def _identity_cell(values: dict, prefix: str) -> str:
+    share = values[prefix + "same_person"]
+    return f"{_fmt(values[prefix + 'identity_distance'], 3)} / {_fmt(100 * share, 1)} %"
+
+
+def _identity_section(m: dict) -> list[str]:
+    """Report lines: each method's mean embedding distance to the ground truth and same-person share, by style."""
+    methods = [k for k in METHOD_PREFIXES if METHOD_PREFIXES[k] + "identity_distance" in m]
+    short = {k: METHOD_LABELS[k].split(",")[0].split(":")[0] for k in methods}
+    lines = [
+        "", "## Identity: does the person stay the person?", "",
+        "Euclidean distance between the dlib face-recognition embeddings (ResNet, 128-d) of each restoration",
+        "and of its ground truth, both cut as the same 150x150 chip at the ground truth's landmarks; under",
+        f"{SAME_PERSON_DISTANCE} dlib takes two faces for the same person. Mean distance / share of test faces under it.",
+        "",
+        "| Group | Images | " + " | ".join(short[k] for k in methods) + " |",
+        "| --- | ---: |" + " ---: |" * len(methods),
+        f"| all | {m['n_images']} | " + " | ".join(_identity_cell(m, METHOD_PREFIXES[k]) for k in methods) + " |",
+    ]
+    for group, g in m["by_style"].items():
+        lines.append(f"| {group} | {g['n_images']} | "
+                     + " | ".join(_identity_cell(g, METHOD_PREFIXES[k]) for k in methods) + " |")
+    return lines
 
 
 def comparison_grid(
