@@ -71,11 +71,14 @@ def _unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def save_model(model: nn.Module, path: PathLike, metadata: dict[str, Any] | None = None) -> None:
+def save_model(model: nn.Module, path: PathLike, metadata: dict[str, Any] | None = None,
+               dtype: torch.dtype | None = None) -> None:
     """Write the weights to ``path`` (safetensors, CPU, contiguous) and config + metadata JSON.
 
     The metadata is the model's own ``metadata`` dict (set by training, e.g. ``crop_size``), updated
     with ``metadata``; :func:`load_model` gives it back as the loaded model's ``metadata``.
+    ``dtype`` (e.g. ``torch.float16``) stores the floating-point tensors in that precision (half
+    the file); :func:`load_model` casts them back into the float32 network.
     """
     path = Path(path)
     model = _unwrap(model)
@@ -89,6 +92,8 @@ def save_model(model: nn.Module, path: PathLike, metadata: dict[str, Any] | None
     text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
     # channels_last weights are not contiguous; safetensors needs plain row-major CPU tensors.
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     header = {"format": "pt", "unmask_config": json.dumps(config, sort_keys=True)}
     _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
     _atomic_write(metadata_path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
