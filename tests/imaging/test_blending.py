@@ -91,3 +91,33 @@ def test_crop_off_the_photo_and_bad_shapes():
         paste_crop(photo, np.zeros((32, 30, 3), np.uint8), far, np.ones((32, 32)))
     with pytest.raises(ValueError):
         restored_region(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.float32))
+
+
+def _grainy_face_photo(noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """A 400 px photo of smooth gradients plus sensor noise, and a matrix to a 64 px crop 4x smaller."""
+    rng = np.random.default_rng(3)
+    photo = _smooth(400).astype(np.float32) + rng.normal(0, noise, (400, 400, 3)).astype(np.float32)
+    matrix = estimate_alignment(template_points(64) * 4.0 + 40.0, 64)
+    return np.clip(np.rint(photo), 0, 255).astype(np.uint8), matrix
+
+
+@pytest.mark.parametrize("noise", [3.0, 8.0])
+def test_grain_gives_a_scaled_up_crop_the_photos_own_grain(noise: float):
+    photo, matrix = _grainy_face_photo(noise)
+    crop = cv2.GaussianBlur(warp_to_crop(photo, matrix, 64), (0, 0), 1.0)  # a restoration: clean and smooth
+    weight = np.zeros((64, 64), np.float32)
+    weight[20:50, 12:52] = 1
+    region = paste_region(photo.shape, weight > 0, matrix)
+    inner = cv2.erode(region.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+
+    def grain(image: np.ndarray) -> float:
+        high = image.astype(np.float32) - cv2.GaussianBlur(image.astype(np.float32), (0, 0), 1.0)
+        return float(np.median(np.abs(high[inner] - np.median(high[inner]))) * 1.4826)
+
+    plain = paste_crop(photo, crop, matrix, weight)
+    matched = paste_crop(photo, crop, matrix, weight, grain=True)
+    assert grain(plain) < 0.4 * grain(photo)  # scaled up, the restoration is far too clean ...
+    assert grain(matched) == pytest.approx(grain(photo), rel=0.2)  # ... and grain brings the photo's back
+    near = cv2.dilate(region.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)  # + the soft edge
+    assert np.array_equal(matched[~near], plain[~near])  # only where the crop is pasted
+    assert np.array_equal(matched, paste_crop(photo, crop, matrix, weight, grain=True))  # seeded
