@@ -18,8 +18,9 @@ truth alone and cuts the same chip from every restoration, so a distance measure
 ``num_jitters=1``: no jitter, deterministic.
 
 Measured on the CPU recipe's 1,000 CelebA test faces (64 px): two different faces lie 0.83 apart
-on average (0.7 % of pairs under 0.6); on 100 of them, one face at 64 and at 256 px 0.17, mirrored 0.23. Cost:
-~0.13 s of one core per chip (dlib-bin has no BLAS); landmarks and chip ~2 ms.
+on average (0.7 % of pairs under 0.6); on 100 of them, one face at 64 and at 256 px lies 0.17
+apart, and from its mirror image 0.23. Cost: ~0.13 s of one core per chip (dlib-bin has no BLAS);
+landmarks and chip ~2 ms.
 
 Models are loaded lazily once per process; an embedder pickles as nothing but its class, so it can
 go to worker processes like :class:`~unmask.imaging.landmark_detector.FaceLandmarkDetector`.
