@@ -82,8 +82,8 @@ def test_an_identity_model_scores_like_the_unchanged_input(tiny_partitions, mask
 
 
 def test_identity_distances_for_every_method_in_the_csv_metrics_report_and_mlflow(tiny_partitions, mask_metadata):
-    # 4 faces, 2 per style; the baselines' distances come from the loader's workers
-    params = {**PARAMS, "identity": True, "num_workers": 2, "limit": 4}
+    # 4 faces, 2 per style; the baselines' distances come from the loader's worker
+    params = {**PARAMS, "identity": True, "num_workers": 1, "limit": 4}
     per_image, metrics = _evaluate(Identity(), tiny_partitions, mask_metadata, params)
     for prefix in METHOD_PREFIXES.values():
         for name in IDENTITY_NAMES:
