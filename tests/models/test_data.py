@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -175,3 +176,40 @@ def test_variety_fractions_are_checked() -> None:
         FreshMasks({"a": LANDMARKS}, seed=0, styles=["cloth"], clean_fraction=1.5)
     with pytest.raises(ValueError, match="degrade_fraction"):
         FreshMasks({"a": LANDMARKS}, seed=0, styles=["cloth"], degrade_fraction=True)
+
+
+def _cutout(size: int = 48) -> np.ndarray:
+    """An RGBA mask cut-out in the canonical frame: a dark blue lower-face patch, soft-edged."""
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[..., :3] = (20, 40, 120)
+    alpha = np.zeros((size, size), np.float32)
+    alpha[int(size * 0.55):int(size * 0.95), int(size * 0.2):int(size * 0.8)] = 255
+    rgba[..., 3] = cv2.GaussianBlur(alpha, (0, 0), 1.0).astype(np.uint8)
+    return rgba
+
+
+def test_real_cutouts_are_pasted_inside_their_map_only() -> None:
+    from unmask.imaging.mask_appearance import paste_cutout
+
+    crop = _crop()
+    for seed in range(10):
+        masked, mask = paste_cutout(crop, _cutout(), np.random.default_rng(seed))
+        changed = (masked != crop).any(axis=2)
+        assert 0.15 < mask.mean() < 0.5 and changed.any()
+        assert not changed[mask == 0].any()
+        assert masked[mask > 0].mean(axis=0)[2] > masked[mask > 0].mean(axis=0)[0]  # blue: the cut-out's colour
+    with pytest.raises(ValueError, match="RGBA"):
+        paste_cutout(crop, _cutout()[..., :3], np.random.default_rng(0))
+
+
+def test_a_cutout_fraction_of_one_draws_only_real_masks() -> None:
+    crop = _crop()
+    fresh = FreshMasks({"a": LANDMARKS}, seed=0, styles=["surgical"], cutouts=[_cutout()], cutout_fraction=1.0)
+    for epoch in (1, 2):
+        masked, _, mask = fresh("a", crop, epoch)
+        assert masked[mask > 0].mean(axis=0)[2] > masked[mask > 0].mean(axis=0)[0]
+    assert "cutouts=1:" in fresh.digest_text()
+    with pytest.raises(ValueError, match="needs mask cut-outs"):
+        FreshMasks({"a": LANDMARKS}, seed=0, styles=["surgical"], cutout_fraction=0.5)
+    with pytest.raises(ValueError, match="RGBA"):
+        FreshMasks({"a": LANDMARKS}, seed=0, styles=["surgical"], cutouts=[crop], cutout_fraction=0.5)

@@ -8,13 +8,14 @@ processes, on every rank count, and after a resume.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from unmask.imaging.mask_appearance import degrade_pair, vary_material
+from unmask.imaging.mask_appearance import degrade_pair, paste_cutout, vary_material
 from unmask.imaging.mask_renderer import image_seed, rasterize_mask, render_masked_face, seeded_mask_spec
 
 Loader = Callable[[], object]
@@ -93,17 +94,20 @@ class FreshMasks:
     masks instead of memorising one, and any worker, rank or resumed run draws the same one.
     ``landmarks`` holds the five crop-space landmarks of each id (10 numbers, x then y).
     Beyond the renderer (:mod:`unmask.imaging.mask_appearance`): ``clean_fraction`` of the draws
-    show the face with no mask (empty map, target = input), ``material_fraction`` of the masks get
-    a new material, and ``degrade_fraction`` of the pairs a camera degradation.
+    show the face with no mask (empty map, target = input), ``cutout_fraction`` of the masks are
+    real ones (RGBA ``cutouts`` in the canonical aligned frame, cut out of photos) instead of the
+    renderer's, ``material_fraction`` of the masks get a new material, and ``degrade_fraction`` of
+    the pairs a camera degradation.
     Picklable: DataLoader workers get their own copy.
     """
 
     def __init__(self, landmarks: Mapping[str, Sequence[float]], seed: int, styles: Sequence[str], *,
-                 clean_fraction: float = 0.0, material_fraction: float = 0.0, degrade_fraction: float = 0.0) -> None:
+                 clean_fraction: float = 0.0, material_fraction: float = 0.0, degrade_fraction: float = 0.0,
+                 cutouts: Sequence[np.ndarray] = (), cutout_fraction: float = 0.0) -> None:
         if not styles:
             raise ValueError("FreshMasks needs at least one mask style to draw from.")
         for name, value in (("clean_fraction", clean_fraction), ("material_fraction", material_fraction),
-                            ("degrade_fraction", degrade_fraction)):
+                            ("degrade_fraction", degrade_fraction), ("cutout_fraction", cutout_fraction)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"train.{name} must be a number from 0 to 1, got {value!r}.")
         self.landmarks = {str(k): tuple(float(v) for v in points) for k, points in landmarks.items()}
@@ -115,6 +119,14 @@ class FreshMasks:
         self.clean_fraction = float(clean_fraction)
         self.material_fraction = float(material_fraction)
         self.degrade_fraction = float(degrade_fraction)
+        self.cutouts = tuple(np.ascontiguousarray(c) for c in cutouts)
+        bad = [c.shape for c in self.cutouts if c.ndim != 3 or c.shape[2] != 4 or c.dtype != np.uint8]
+        if bad:
+            raise ValueError(f"mask cut-outs must be HxWx4 uint8 RGBA images, got {bad[:3]}.")
+        if cutout_fraction and not self.cutouts:
+            raise ValueError("train.cutout_fraction > 0 needs mask cut-outs: set masks.real_photos and re-run "
+                             "`kedro run --pipelines=masks`.")
+        self.cutout_fraction = float(cutout_fraction)
 
     def __contains__(self, image_id: str) -> bool:
         return image_id in self.landmarks
@@ -137,9 +149,12 @@ class FreshMasks:
         if rng.random() < self.clean_fraction:
             masked, mask = crop.copy(), np.zeros((size, size), np.uint8)
         else:
-            points = np.asarray(self.landmarks[image_id], dtype=np.float32).reshape(5, 2)
-            spec = seeded_mask_spec(points, size, image_seed(self.seed, image_id, variant=int(epoch)), self.styles)
-            masked, mask = render_masked_face(crop, spec), rasterize_mask(spec, size)
+            if self.cutouts and rng.random() < self.cutout_fraction:
+                masked, mask = paste_cutout(crop, self.cutouts[int(rng.integers(0, len(self.cutouts)))], rng)
+            else:
+                points = np.asarray(self.landmarks[image_id], dtype=np.float32).reshape(5, 2)
+                spec = seeded_mask_spec(points, size, image_seed(self.seed, image_id, variant=int(epoch)), self.styles)
+                masked, mask = render_masked_face(crop, spec), rasterize_mask(spec, size)
             if rng.random() < self.material_fraction:
                 masked = vary_material(masked, mask, donor, rng)
         target = crop
@@ -153,6 +168,9 @@ class FreshMasks:
         if self.clean_fraction or self.material_fraction or self.degrade_fraction:
             text += (f" clean={self.clean_fraction} material={self.material_fraction} "
                      f"degrade={self.degrade_fraction}")
+        if self.cutout_fraction:
+            digest = hashlib.sha256(b"".join(c.tobytes() for c in self.cutouts)).hexdigest()[:16]
+            text += f" cutouts={len(self.cutouts)}:{digest} cutout_fraction={self.cutout_fraction}"
         return text
 
 
