@@ -17,7 +17,7 @@ export DO_NOT_TRACK := 1
 
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test evaluate repro mlflow-ui clean-data help
+.PHONY: install run test evaluate repro mlflow-ui gpu-check clean-data help
 
 help:
 	@echo "make run        install (if needed) and run the whole pipeline (demo data unless CelebA is present)"
@@ -25,6 +25,7 @@ help:
 	@echo "make evaluate   re-evaluate the current model on the current test split"
 	@echo "make repro      dvc repro: run the stages whose inputs changed"
 	@echo "make mlflow-ui  open the MLflow UI on http://127.0.0.1:5000"
+	@echo "make gpu-check  run and time every CUDA code path (<= 8 min on one GPU; a tiny CPU version without CUDA)"
 
 install: $(STAMP)
 
@@ -53,6 +54,10 @@ evaluate: $(STAMP)
 
 repro: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+# Every CUDA code path in one command, with figures; extra options: GPU_CHECK_ARGS="--no-compile --out r.json".
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
