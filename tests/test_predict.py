@@ -16,10 +16,13 @@ from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
+import unmask.predict as predict_module
 from unmask.commands import cli
-from unmask.imaging.landmark_detector import INSTALL_HINT, available
+from unmask.imaging.alignment import transform_points
+from unmask.imaging.landmark_detector import CELEBA_TEMPLATE_178x218, INSTALL_HINT, Detection, available
 from unmask.models import build_model, save_model
-from unmask.predict import Unmasker, crop_size_for, read_photo
+from unmask.models.inference import restore
+from unmask.predict import SHIPPED_CHECKPOINT, Unmasker, choose_checkpoint, crop_size_for, read_photo
 
 needs_detector = pytest.mark.skipif(not available(), reason=INSTALL_HINT)
 CROP = 32
@@ -31,6 +34,22 @@ def checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     save_model(build_model("ra_unet", filters=(4, 8)), path, metadata={"crop_size": CROP})
     return path
+
+
+@pytest.fixture(scope="module")
+def composite_checkpoint(tmp_path_factory) -> Path:
+    """A tiny untrained network with a mask head."""
+    path = tmp_path_factory.mktemp("composite") / "tiny.safetensors"
+    torch.manual_seed(0)
+    save_model(build_model("ra_unet", filters=(4, 8), composite=True), path, metadata={"crop_size": CROP})
+    return path
+
+
+@pytest.fixture(autouse=True)
+def no_shipped_model(monkeypatch, tmp_path_factory):
+    """Tests choose their own models: the repository's shipped one is out of the way unless a test puts one there."""
+    nothing = tmp_path_factory.mktemp("nothing_shipped") / "none.safetensors"
+    monkeypatch.setattr(predict_module, "SHIPPED_CHECKPOINT", nothing)
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +164,117 @@ def test_read_photo_formats(tmp_path):
         read_photo(tmp_path / "broken.jpg")
 
 
+def test_restore_can_return_the_flip_averaged_mask_probabilities(composite_checkpoint, checkpoint):
+    from unmask.models import load_model
+
+    model = load_model(composite_checkpoint)
+    x = torch.rand(2, 3, CROP, CROP, generator=torch.Generator().manual_seed(1))
+    out, mask = restore(model, x, flip_average=True, with_mask=True)
+    assert out.shape == x.shape and mask.shape == (2, 1, CROP, CROP) and mask.dtype == torch.float32
+    with torch.no_grad():
+        _, plain = model(x, with_mask=True)
+        _, mirrored = model(x.flip(-1), with_mask=True)
+    torch.testing.assert_close(mask, (torch.sigmoid(plain) + torch.sigmoid(mirrored).flip(-1)) / 2)
+    torch.testing.assert_close(out, restore(model, x, flip_average=True))  # the restoration is the same
+    assert 0.0 <= float(mask.min()) and float(mask.max()) <= 1.0
+    with pytest.raises(ValueError, match="composite"):
+        restore(load_model(checkpoint), x, with_mask=True)
+
+
+def _set_mask_head(unmasker: Unmasker, bias: float) -> None:
+    """Make the mask head predict the same probability everywhere: sigmoid(bias)."""
+    with torch.no_grad():
+        unmasker.model.mask_head.weight.zero_()
+        unmasker.model.mask_head.bias.fill_(bias)
+
+
+@needs_detector
+def test_a_face_the_mask_head_sees_no_mask_on_is_left_alone(composite_checkpoint, photo):
+    unmasker = Unmasker(composite_checkpoint, device="cpu", precision="fp32")
+    assert unmasker.has_mask_head and "mask head" in unmasker.describe()
+    _set_mask_head(unmasker, -20.0)
+    result = unmasker.unmask(photo)
+    (face,) = result.faces
+    assert not face.restored and face.mask_fraction == 0.0 and face.changed_fraction == 0.0
+    assert np.array_equal(result.image, photo) and not result.region.any()
+    _set_mask_head(unmasker, 20.0)  # mask everywhere: restored
+    result = unmasker.unmask(photo)
+    assert result.faces[0].restored and result.faces[0].mask_fraction == 1.0 and result.region.any()
+    assert not np.array_equal(result.image, photo)
+
+
+class _OneFace:
+    """A detector that always finds the face of the aligned-CelebA template in a 178x218 photo."""
+
+    def detect(self, image):
+        return [Detection(box=(40.0, 80.0, 140.0, 180.0), landmarks=CELEBA_TEMPLATE_178x218.astype(np.float32),
+                          score=1.0, method="stub", masked=True)]
+
+
+def test_the_restoration_is_confined_to_the_predicted_mask_and_gated_by_its_size(composite_checkpoint):
+    photo = np.random.default_rng(0).integers(60, 200, (218, 178, 3), dtype=np.uint8)
+    unmasker = Unmasker(composite_checkpoint, device="cpu", precision="fp32", detector=_OneFace())
+    lower_half = np.zeros((CROP, CROP), np.float32)
+    lower_half[CROP // 2:] = 0.9
+    # a model that changes the whole crop but sees a mask only on its lower half
+    unmasker.restore_crop_with_mask = lambda crop: (crop // 2, lower_half)
+    result = unmasker.unmask(photo)
+    (face,) = result.faces
+    assert face.restored and face.mask_fraction == 0.5 and 0.5 < face.changed_fraction < 0.7
+    _, _, matrix = predict_module.align_face(photo, CELEBA_TEMPLATE_178x218, CROP)
+    rows, cols = np.nonzero((result.image != photo).any(axis=2))
+    crop_y = transform_points(np.stack([cols, rows], axis=1).astype(np.float64), matrix)[:, 1]
+    assert len(crop_y) and crop_y.min() > CROP // 2 - 4  # the mask grown by S/32 and feathered, no more
+    gated = Unmasker(composite_checkpoint, device="cpu", precision="fp32", detector=_OneFace(), min_mask_fraction=0.6)
+    gated.restore_crop_with_mask = unmasker.restore_crop_with_mask
+    result = gated.unmask(photo)
+    assert not result.faces[0].restored and np.array_equal(result.image, photo)
+    with pytest.raises(ValueError, match="min_mask_fraction"):
+        Unmasker(composite_checkpoint, min_mask_fraction=1.5)
+
+
+def _tiny_model(path: Path, **metadata) -> Path:
+    save_model(build_model("ra_unet", filters=(4, 8)), path, metadata={"crop_size": CROP, **metadata})
+    return path
+
+
+def test_which_model_runs_without_a_checkpoint(tmp_path):
+    shipped = _tiny_model(tmp_path / "models" / "unmask_ra_unet_64.safetensors", trained_on="celeba")
+    project = tmp_path / "project" / "data" / "06_models" / "model.safetensors"
+    explicit = _tiny_model(tmp_path / "mine.safetensors")
+    missing = tmp_path / "nowhere" / "model.safetensors"
+
+    path, why = choose_checkpoint(project=project, shipped=shipped)
+    assert path == shipped and "no model of this project" in why and "shipped CelebA model" in why
+    _tiny_model(project, trained_on="demo")
+    path, why = choose_checkpoint(project=project, shipped=shipped)
+    assert path == shipped and "trained on the procedural demo faces" in why and "--checkpoint" in why
+    _tiny_model(project)  # no trained_on at all
+    path, why = choose_checkpoint(project=project, shipped=shipped)
+    assert path == shipped and "does not say it was trained on CelebA" in why
+    _tiny_model(project, trained_on="CelebA")
+    path, why = choose_checkpoint(project=project, shipped=shipped)
+    assert path == project and "trained on CelebA" in why
+    assert choose_checkpoint(explicit, project=project, shipped=shipped)[0] == explicit  # always wins
+    _tiny_model(project, trained_on="demo")
+    path, why = choose_checkpoint(project=project, shipped=missing)
+    assert path == project and "is missing" in why
+    with pytest.raises(FileNotFoundError, match="kedro run"):
+        choose_checkpoint(project=missing, shipped=missing)
+
+
+def test_the_shipped_model_is_found_from_any_working_directory(tmp_path, monkeypatch):
+    import unmask
+
+    assert SHIPPED_CHECKPOINT.is_absolute()
+    assert SHIPPED_CHECKPOINT == Path(unmask.__file__).resolve().parents[2] / "models" / "unmask_ra_unet_64.safetensors"
+    shipped = _tiny_model(tmp_path / "repo" / "models" / "unmask_ra_unet_64.safetensors", trained_on="celeba")
+    monkeypatch.setattr(predict_module, "SHIPPED_CHECKPOINT", shipped)
+    monkeypatch.chdir(tmp_path)  # no data/06_models here
+    unmasker = Unmasker(device="cpu", detector=object())
+    assert unmasker.checkpoint == shipped and "shipped CelebA model" in unmasker.checkpoint_reason
+
+
 # ------------------------------------------------------------------------------------- command
 
 
@@ -198,6 +328,17 @@ def test_predict_without_a_model_explains_how_to_train(tmp_path):
     result = _run("predict", str(tmp_path / "x.png"), "-o", "out", cwd=tmp_path)
     assert result.exit_code != 0
     assert "No trained model at data/06_models/model.safetensors" in result.output and "kedro run" in result.output
+
+
+def test_predict_says_which_model_runs_and_takes_the_mask_fraction(composite_checkpoint, tmp_path, monkeypatch):
+    Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(tmp_path / "blank.png")
+    monkeypatch.setattr(predict_module, "SHIPPED_CHECKPOINT", composite_checkpoint)
+    result = _run("predict", str(tmp_path / "blank.png"), "-o", str(tmp_path / "out"), "--min-mask-fraction", "0.2",
+                  cwd=tmp_path)
+    assert "no model of this project" in result.output and "using the shipped CelebA model" in result.output
+    assert "faces with >= 20% of the crop masked" in result.output
+    result = _run("predict", str(tmp_path / "blank.png"), "-o", str(tmp_path / "out"), "--min-mask-fraction", "1.5")
+    assert result.exit_code == 2 and "1.5" in result.output
 
 
 def test_predict_never_overwrites_an_input(checkpoint, tmp_path):

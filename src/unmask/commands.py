@@ -45,7 +45,9 @@ def _unique(name: Path, taken: set[Path], inputs: set[Path], outdir: Path, suffi
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
               help="Folder for the results: OUTDIR/<input name>.png per input (created if needed).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Model weights (.safetensors with its .json beside it). Default: data/06_models/model.safetensors.")
+              help="Model weights (.safetensors with its .json beside it). Default: data/06_models/model.safetensors "
+                   "when its JSON says it was trained on CelebA, else the shipped "
+                   "models/unmask_ra_unet_64.safetensors.")
 @click.option("--save-mask", is_flag=True,
               help="Also write OUTDIR/<input name>.mask.png: white where the photo was replaced "
                    "(the mask the model removed).")
@@ -55,25 +57,32 @@ def _unique(name: Path, taken: set[Path], inputs: set[Path], outdir: Path, suffi
               help="Crop side the model was trained at; normally read from the checkpoint or its project.")
 @click.option("--flip-average/--no-flip-average", default=True, show_default=True,
               help="Also restore each face mirrored and average the two (twice the model time, better restorations).")
+@click.option("--min-mask-fraction", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Models with a mask head: restore a face only when the predicted mask covers at least this "
+                   "fraction of its crop (default 0.08); faces below are left untouched.")
 def predict(inputs: tuple[str, ...], outdir: str, checkpoint: str | None, save_mask: bool, device: str,
-            precision: str, size: int | None, flip_average: bool) -> None:
+            precision: str, size: int | None, flip_average: bool, min_mask_fraction: float | None) -> None:
     """Remove face masks from photos: INPUT is image files (JPEG, PNG, ...) or folders of them.
 
     Every face found is aligned as in training, restored blind and blended back into the photo at
-    its original resolution; the rest of the photo is untouched. A file that cannot be read or has
-    no face gets a one-line warning (a photo without a face is copied unchanged). The exit status
-    is 1 only when no face at all was restored.
+    its original resolution; the rest of the photo is untouched. With a model that predicts the
+    mask, faces without a mask are left alone. A file that cannot be read or has no (masked) face
+    gets a one-line warning (a photo without one is copied unchanged). The exit status is 1 only
+    when no face at all was restored.
     """
     from tqdm.auto import tqdm
 
     from unmask.imaging.png import write_png
-    from unmask.predict import DEFAULT_CHECKPOINT, Unmasker, read_photo
+    from unmask.predict import DEFAULT_MIN_MASK_FRACTION, Unmasker, choose_checkpoint, read_photo
 
     try:
-        unmasker = Unmasker(checkpoint or DEFAULT_CHECKPOINT, device=device, precision=precision, size=size,
-                            flip_average=flip_average)
+        path, why = choose_checkpoint(checkpoint)
+        unmasker = Unmasker(path, device=device, precision=precision, size=size, flip_average=flip_average,
+                            min_mask_fraction=DEFAULT_MIN_MASK_FRACTION if min_mask_fraction is None
+                            else min_mask_fraction)
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    click.echo(f"unmask predict: {why}", err=True)
     click.echo(f"unmask predict: {unmasker.describe()}", err=True)
     files = list(_inputs(inputs))
     if not files:
@@ -82,7 +91,7 @@ def predict(inputs: tuple[str, ...], outdir: str, checkpoint: str | None, save_m
     out.mkdir(parents=True, exist_ok=True)
     input_paths = {f.resolve() for f, _ in files if f.exists()}
     taken: set[Path] = set()
-    counts = {"restored": 0, "faces": 0, "no_face": 0, "unreadable": 0}
+    counts = {"restored": 0, "faces": 0, "no_face": 0, "unmasked": 0, "unreadable": 0}
     started = time.perf_counter()
     show_bar = len(files) > 1 or any(Path(p).is_dir() for p in inputs)
     with tqdm(files, desc="unmask", unit="photo", disable=not show_bar, file=sys.stderr) as bar:
@@ -99,17 +108,23 @@ def predict(inputs: tuple[str, ...], outdir: str, checkpoint: str | None, save_m
             write_png(target, result.image)
             if save_mask:
                 write_png(_unique(name, taken, input_paths, out, ".mask.png"), result.region.astype("uint8") * 255)
-            if result.faces:
+            restored = sum(face.restored for face in result.faces)
+            if restored:
                 counts["restored"] += 1
-                counts["faces"] += len(result.faces)
+                counts["faces"] += restored
+            elif result.faces:
+                counts["unmasked"] += 1
+                tqdm.write(f"warning: {file}: {len(result.faces)} face(s) found, none masked (or the model changed "
+                           f"nothing), copied unchanged to {target}", file=sys.stderr)
             else:
                 counts["no_face"] += 1
                 tqdm.write(f"warning: {file}: no face found, copied unchanged to {target}", file=sys.stderr)
     seconds = time.perf_counter() - started
     click.echo(
         f"unmask predict: {counts['restored']} of {len(files)} photos restored ({counts['faces']} faces) in "
-        f"{seconds:.1f} s; {counts['no_face']} without a face found, {counts['unreadable']} unreadable; "
-        f"results in {out}",
+        f"{seconds:.1f} s; {counts['no_face']} without a face found, "
+        + (f"{counts['unmasked']} with no masked face, " if counts["unmasked"] else "")
+        + f"{counts['unreadable']} unreadable; results in {out}",
         err=True,
     )
     if counts["restored"] == 0:

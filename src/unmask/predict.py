@@ -1,12 +1,21 @@
 """Unmasking users' photos: detect each face, align it as in training, restore it blind, blend it back.
 
-For every face the offline detector finds (:class:`unmask.imaging.landmark_detector.FaceLandmarkDetector`:
-dlib's HOG and CNN detectors with a masked-face fallback; nose and mouth placed from the eyes when
-the lower face is covered), the photo is warped into the ``S`` x ``S`` crop the model was trained on
-(:func:`unmask.imaging.alignment.align_face`, the same template and border handling as the
-``faces`` stage), restored by the model without any mask, and blended back at the photo's own
-resolution where the model changed the crop (:mod:`unmask.imaging.blending`). Pixels outside the
-faces' crops, and inside them where the model changed nothing, are untouched.
+For every face the offline detector finds (:class:`unmask.imaging.face_detector.BlazeFaceDetector`:
+MediaPipe's BlazeFace for the boxes, dlib's shape predictor for the landmarks; nose and mouth placed
+from the eyes when the lower face is covered), the photo is warped into the ``S`` x ``S`` crop the
+model was trained on (:func:`unmask.imaging.alignment.align_face`, the same template and border
+handling as the ``faces`` stage), restored by the model without any mask, and blended back at the
+photo's own resolution where the model changed the crop (:mod:`unmask.imaging.blending`). Pixels
+outside the faces' crops, and inside them where the model changed nothing, are untouched.
+
+A network with a mask head (``composite``) also says where it sees a mask. A face is restored only
+when that predicted mask (probability > 0.5) covers at least ``min_mask_fraction`` of the crop, and
+only inside it (grown by ``S / 32``) where the output also changed: an unmasked face is left
+bit-identical. A network without a mask head restores every face it is given.
+
+Which model runs without ``--checkpoint`` (:func:`choose_checkpoint`): the project's own
+``data/06_models/model.safetensors`` when its JSON says ``"trained_on": "celeba"``, otherwise the
+CelebA model shipped in the repository (``models/unmask_ra_unet_64.safetensors``).
 
 The crop size ``S`` is the one the model was trained at, taken from the first of: an explicit
 ``size``; ``crop_size`` (or ``faces.size``) in the checkpoint's JSON metadata; the size of the face
@@ -20,6 +29,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import yaml
@@ -27,28 +37,90 @@ from PIL import Image, ImageOps
 
 from unmask.imaging.alignment import align_face
 from unmask.imaging.blending import blend_weight, paste_crop, paste_region, restored_region
+from unmask.imaging.face_detector import BlazeFaceDetector
 from unmask.imaging.landmark_detector import FaceLandmarkDetector
 from unmask.models.checkpoint import load_model, load_model_metadata
 from unmask.models.data import image_to_tensor, tensor_to_image
-from unmask.models.inference import prepare_for_inference, restore
+from unmask.models.inference import has_mask_head, prepare_for_inference, restore
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
+    "DEFAULT_MIN_MASK_FRACTION",
+    "SHIPPED_CHECKPOINT",
     "IMAGE_SUFFIXES",
     "FaceResult",
     "PhotoResult",
     "Unmasker",
+    "choose_checkpoint",
     "crop_size_for",
+    "default_detector",
     "read_photo",
 ]
 
 DEFAULT_CHECKPOINT = Path("data/06_models/model.safetensors")
+#: The CelebA model committed to the repository (``<repo>/models``, beside ``src/``).
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "unmask_ra_unet_64.safetensors"
+#: A face is restored when the mask head's mask covers at least this fraction of its crop.
+DEFAULT_MIN_MASK_FRACTION = 0.08
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MISSING_MODEL_HINT = (
     "Train one first: `kedro run` in the project folder (the embedded demo, about 2 minutes on 2 CPU "
     "cores) or `kedro run --env=celeba` on real CelebA; it is written to data/06_models/. "
     "Or pass --checkpoint PATH to a .safetensors file with its .json beside it."
 )
+
+
+def _trained_on(checkpoint: Path) -> str | None:
+    """``metadata.trained_on`` of the checkpoint's JSON (lower case), None when absent or unreadable."""
+    try:
+        value = (load_model_metadata(checkpoint).get("metadata") or {}).get("trained_on")
+    except (FileNotFoundError, ValueError):
+        return None
+    return str(value).strip().lower() if value else None
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it, else as it is."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def choose_checkpoint(checkpoint: str | os.PathLike | None = None, *, project: str | os.PathLike | None = None,
+                      shipped: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The model ``unmask predict`` runs and one line saying why.
+
+    An explicit ``checkpoint`` always wins. Otherwise the ``project``'s model when its JSON
+    metadata says ``"trained_on": "celeba"``, else the ``shipped`` CelebA model, else (no shipped
+    model) the project's model whatever it was trained on. FileNotFoundError when there is none.
+    ``project`` and ``shipped`` default to :data:`DEFAULT_CHECKPOINT` and :data:`SHIPPED_CHECKPOINT`.
+    """
+    if checkpoint is not None:
+        return Path(checkpoint), f"using {checkpoint} (--checkpoint)"
+    project = Path(DEFAULT_CHECKPOINT if project is None else project)
+    shipped = Path(SHIPPED_CHECKPOINT if shipped is None else shipped)
+    if project.is_file():
+        trained_on = _trained_on(project)
+        if trained_on == "celeba":
+            return project, (f"using the project's model {_shown(project)} (trained on CelebA); "
+                             "pass --checkpoint to override")
+        what = (f"was trained on {'the procedural demo faces' if trained_on == 'demo' else trained_on}" if trained_on
+                else "does not say it was trained on CelebA (no trained_on in its JSON)")
+        if shipped.is_file():
+            return shipped, (f"the project's model {_shown(project)} {what}; using the shipped CelebA model "
+                             f"{_shown(shipped)}; pass --checkpoint to override")
+        return project, (f"using the project's model {_shown(project)}, which {what} (the shipped CelebA model "
+                         f"{_shown(shipped)} is missing); pass --checkpoint to override")
+    if shipped.is_file():
+        return shipped, (f"no model of this project at {project}; using the shipped CelebA model {_shown(shipped)}; "
+                         "pass --checkpoint to override")
+    raise FileNotFoundError(f"No trained model at {project}, and no shipped model at {shipped}. {MISSING_MODEL_HINT}")
+
+
+def default_detector() -> BlazeFaceDetector:
+    """The face detector ``unmask predict`` uses."""
+    return BlazeFaceDetector()
 
 
 def read_photo(path: str | os.PathLike) -> np.ndarray:
@@ -110,12 +182,16 @@ def crop_size_for(checkpoint: str | os.PathLike, size: int | None = None) -> tup
 
 @dataclasses.dataclass(frozen=True)
 class FaceResult:
-    """One restored face: its box in the photo, the detector step that found it, whether it looked masked."""
+    """One face found: its box in the photo, the detector step that found it, whether the detector
+    judged its lower face covered, and what the model did with it."""
 
     box: tuple[float, float, float, float]
     method: str
     masked: bool
-    changed_fraction: float  # fraction of the crop the model changed (the blended region)
+    changed_fraction: float  # fraction of the crop blended back (0 when the face was left alone)
+    mask_fraction: float | None = None  # fraction of the crop the mask head calls mask (None: no mask head)
+    restored: bool = True  # False: the photo was left unchanged there
+    landmarks: np.ndarray | None = dataclasses.field(default=None, repr=False)  # the 5 points it was aligned on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,15 +203,37 @@ class PhotoResult:
     faces: list[FaceResult]
 
 
-class Unmasker:
-    """Loads a checkpoint once and restores the faces of any number of photos."""
+def _predicted_region(mask: np.ndarray) -> np.ndarray:
+    """Where the mask head sees a mask (probability > 0.5) on the ``S`` x ``S`` crop, holes filled,
+    grown by ``S / 32``."""
+    size = mask.shape[0]
+    region = (mask > 0.5).astype(np.uint8)
+    if not region.any():
+        return region.astype(bool)
+    background = np.pad(1 - region, 1, constant_values=1)
+    cv2.floodFill(background, np.zeros((size + 4, size + 4), np.uint8), (0, 0), 2)
+    region = (background[1:-1, 1:-1] != 2).astype(np.uint8)
+    radius = max(1, round(size / 32))
+    return cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)).astype(bool)
 
-    def __init__(self, checkpoint: str | os.PathLike = DEFAULT_CHECKPOINT, *, device: str = "auto",
+
+class Unmasker:
+    """Loads a checkpoint once and restores the faces of any number of photos.
+
+    ``checkpoint`` None: the model :func:`choose_checkpoint` picks (``checkpoint_reason`` says why).
+    ``min_mask_fraction``: with a mask head, restore a face only when the predicted mask covers at
+    least this fraction of its crop (see the module doc); ignored without one.
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike | None = None, *, device: str = "auto",
                  precision: str = "auto", size: int | None = None, threshold: float = 0.1,
-                 detector: FaceLandmarkDetector | None = None, flip_average: bool = True) -> None:
-        checkpoint = Path(checkpoint)
+                 detector: FaceLandmarkDetector | BlazeFaceDetector | None = None, flip_average: bool = True,
+                 min_mask_fraction: float = DEFAULT_MIN_MASK_FRACTION) -> None:
+        checkpoint, self.checkpoint_reason = choose_checkpoint(checkpoint)
         if not checkpoint.is_file():
             raise FileNotFoundError(f"No trained model at {checkpoint}. {MISSING_MODEL_HINT}")
+        if not 0.0 <= min_mask_fraction <= 1.0:
+            raise ValueError(f"min_mask_fraction must be between 0 and 1, got {min_mask_fraction}")
         model = load_model(checkpoint)
         self.size, self.size_source = crop_size_for(checkpoint, size)
         levels = len(model.config.get("filters", [])) if hasattr(model, "config") else 0
@@ -147,26 +245,49 @@ class Unmasker:
         self.device = next(self.model.parameters()).device
         self.threshold = float(threshold)
         self.flip_average = bool(flip_average)
-        self.detector = detector or FaceLandmarkDetector()
+        self.min_mask_fraction = float(min_mask_fraction)
+        self.detector = detector or default_detector()
         self.checkpoint = checkpoint
+
+    @property
+    def has_mask_head(self) -> bool:
+        """True when the model predicts where the mask is (and so gates and confines the restoration)."""
+        return has_mask_head(self.model)
 
     def restore_crop(self, crop: np.ndarray) -> np.ndarray:
         """The model's restoration of one aligned ``S`` x ``S`` x 3 uint8 crop."""
         restored = restore(self.model, image_to_tensor(crop).unsqueeze(0), self.dtype, self.flip_average)
         return tensor_to_image(restored[0])
 
+    def restore_crop_with_mask(self, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The restoration of one crop and the mask head's ``S`` x ``S`` float32 probabilities (None without a head)."""
+        if not self.has_mask_head:
+            return self.restore_crop(crop), None
+        restored, mask = restore(self.model, image_to_tensor(crop).unsqueeze(0), self.dtype, self.flip_average,
+                                 with_mask=True)
+        return tensor_to_image(restored[0]), mask[0, 0].cpu().numpy()
+
     def unmask(self, photo: np.ndarray) -> PhotoResult:
-        """Restore every face found in ``photo`` (HxWx3 uint8 RGB); no face: the photo unchanged, no faces."""
+        """Restore every masked face found in ``photo`` (HxWx3 uint8 RGB); the photo unchanged where none is."""
         out = photo.copy()
         region = np.zeros(photo.shape[:2], bool)
         faces = []
         for found in self.detector.detect(photo):
             crop, _, matrix = align_face(photo, found.landmarks, self.size)
-            restored = self.restore_crop(crop)
+            restored, mask = self.restore_crop_with_mask(crop)
+            fraction = None if mask is None else float((mask > 0.5).mean())
+            if fraction is not None and fraction < self.min_mask_fraction:
+                faces.append(FaceResult(found.box, found.method, found.masked, 0.0, fraction, restored=False,
+                                        landmarks=found.landmarks))
+                continue
             changed = restored_region(crop, restored, self.threshold)
-            out = paste_crop(out, restored, matrix, blend_weight(changed))
-            region |= paste_region(photo.shape, changed, matrix)
-            faces.append(FaceResult(found.box, found.method, found.masked, float(changed.mean())))
+            if mask is not None:
+                changed &= _predicted_region(mask)
+            if changed.any():
+                out = paste_crop(out, restored, matrix, blend_weight(changed))
+                region |= paste_region(photo.shape, changed, matrix)
+            faces.append(FaceResult(found.box, found.method, found.masked, float(changed.mean()), fraction,
+                                    restored=bool(changed.any()), landmarks=found.landmarks))
         return PhotoResult(out, region, faces)
 
     def describe(self) -> str:
@@ -175,4 +296,6 @@ class Unmasker:
         return (f"model {self.checkpoint} ({config.get('name', '?')}, filters {config.get('filters', '?')}), "
                 f"{self.size}x{self.size} crops (from {self.size_source}), {str(self.dtype).replace('torch.', '')} "
                 f"on {self.device}, {torch.get_num_threads()} threads"
-                + (", flip averaging" if self.flip_average else ""))
+                + (", flip averaging" if self.flip_average else "")
+                + (f", mask head: faces with >= {self.min_mask_fraction:.0%} of the crop masked" if self.has_mask_head
+                   else ", no mask head: every face is restored"))
