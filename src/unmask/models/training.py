@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .checkpoint import load_training_state, save_training_state
+from .checkpoint import load_model, load_training_state, save_training_state
 from .data import EpochSampler, FreshlyMaskedFaceDataset, FreshMasks, PairedFaceDataset
 from .devices import (
     PRECISION_CHOICES,
@@ -101,6 +101,8 @@ class TrainSettings:
     sample_count: int = 8
     checkpoint_dir: str | None = None
     resume: bool = False
+    #: a saved model (.safetensors + .json) of the same architecture whose weights start the run (fine-tuning)
+    init_weights: str | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TrainSettings:
@@ -143,9 +145,12 @@ class TrainSettings:
                              "it needs train.validate_every: 1.")
         if values.get("mask_loss_weight") and not values.get("composite"):
             raise ValueError("train.mask_loss_weight > 0 needs train.composite: true (the mask head it trains).")
-        for key in ("device", "checkpoint_dir"):
+        for key in ("device", "checkpoint_dir", "init_weights"):
             if values.get(key) is not None and not isinstance(values[key], str):
                 raise ValueError(f"train.{key} must be a string, got {values[key]!r}.")
+        if values.get("init_weights") and not Path(values["init_weights"]).is_file():
+            raise ValueError(f"train.init_weights: no model at {values['init_weights']}; give the path of a trained "
+                             "model.safetensors (its .json beside it), or null to start from random weights.")
         for key in ("learning_rate", "loss_weight", "min_learning_rate", "plateau_factor", "mask_loss_weight"):
             if key in values:
                 values[key] = float(values[key])
@@ -319,13 +324,14 @@ def _use_channels_last(settings: TrainSettings, device: torch.device) -> torch.m
 
 
 #: Fingerprint keys added after the first checkpoints were written, with the value those runs had.
-_FINGERPRINT_DEFAULTS: dict[str, Any] = {"composite": False, "mask_loss_weight": 0.0, "batch_norm": False}
+_FINGERPRINT_DEFAULTS: dict[str, Any] = {"composite": False, "mask_loss_weight": 0.0, "batch_norm": False,
+                                         "init_weights": None}
 
 
 def _fingerprint(settings: TrainSettings, data: TrainingData) -> dict[str, Any]:
     """What must not change between a checkpoint and the run that resumes it."""
     keys = ["model", "filters", "composite", "batch_norm", "mask_loss_weight", "loss", "loss_weight", "learning_rate", "batch_size", "devices", "scheduler",
-            "min_learning_rate", "plateau_factor", "plateau_patience", "seed", "flip"]
+            "min_learning_rate", "plateau_factor", "plateau_patience", "seed", "flip", "init_weights"]
     if settings.scheduler == "cosine":
         keys.append("epochs")  # the cosine curve spans the planned epochs
     found = {k: getattr(settings, k) for k in keys}
@@ -532,6 +538,23 @@ def _run_rank(rank: int, world: int, settings: TrainSettings, data: TrainingData
             dist.destroy_process_group()
 
 
+def _load_initial_weights(net: nn.Module, settings: TrainSettings) -> None:
+    """Start from ``train.init_weights`` (same architecture) instead of random weights, when set."""
+    if not settings.init_weights:
+        return
+    start = load_model(settings.init_weights)
+    wanted = {"name": settings.model, "filters": list(settings.filters), "composite": settings.composite,
+              "batch_norm": settings.batch_norm}
+    config = start.config
+    found = {"name": config.get("name"), "filters": list(config.get("filters", [])),
+             "composite": config.get("composite", False), "batch_norm": config.get("batch_norm", False)}
+    if found != wanted:
+        raise ValueError(f"train.init_weights {settings.init_weights} is a {found} network; this run trains {wanted}. "
+                         "Fine-tuning needs the same architecture.")
+    net.load_state_dict(start.state_dict())
+    logger.info("Starting from the weights of %s (train.init_weights).", settings.init_weights)
+
+
 def _train(rank: int, world: int, device: torch.device, settings: TrainSettings, data: TrainingData,
            mlflow_run: MlflowTarget | None) -> dict[str, Any]:
     distributed, is_main = world > 1, rank == 0
@@ -558,10 +581,13 @@ def _train(rank: int, world: int, device: torch.device, settings: TrainSettings,
                         checkpoint, progress.epoch, progress.best_loss, progress.best_epoch)
             for row in progress.history:  # this MLflow run gets the whole curve, not only the new epochs
                 _log_to_mlflow(mlflow_run, {k: v for k, v in row.items() if k != "epoch"}, int(row["epoch"]))
-    elif is_main and settings.resume:
-        logger.info("train.resume is set but %s does not exist yet: starting a new run.", checkpoint)
-    elif is_main and checkpoint is not None and checkpoint.is_file():
-        logger.warning("%s exists and train.resume is false: starting over; it is replaced after epoch 1.", checkpoint)
+    else:
+        _load_initial_weights(net, settings)
+        if is_main and settings.resume:
+            logger.info("train.resume is set but %s does not exist yet: starting a new run.", checkpoint)
+        elif is_main and checkpoint is not None and checkpoint.is_file():
+            logger.warning("%s exists and train.resume is false: starting over; it is replaced after epoch 1.",
+                           checkpoint)
 
     model: nn.Module = net
     if distributed:

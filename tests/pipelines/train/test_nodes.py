@@ -445,3 +445,24 @@ def test_validate_every_skips_validation_between_and_always_validates_the_last_e
     assert state["early_stopping"]["best_epoch"] == int(validated.loc[validated["val_loss"].idxmin(), "epoch"])
     for key, value in model.state_dict().items():
         assert torch.equal(state["best_model"][key], value), key
+
+
+def test_init_weights_starts_a_run_from_a_saved_model(tiny_partitions, tmp_path):
+    from unmask.models.checkpoint import save_model
+
+    p = tiny_partitions
+    start, _ = _train(p, {**PARAMS, "epochs": 2})
+    path = tmp_path / "start.safetensors"
+    save_model(start, path)
+    # at a vanishing learning rate, a fine-tuned model is still the one it started from
+    tuned, _ = _train(p, {**PARAMS, "epochs": 1, "learning_rate": 1e-12, "init_weights": str(path)})
+    for name, value in start.state_dict().items():
+        if value.is_floating_point() and "running" not in name:
+            assert torch.allclose(tuned.state_dict()[name], value, atol=1e-6), name
+    scratch, _ = _train(p, {**PARAMS, "epochs": 1, "learning_rate": 1e-12})  # the same run without init_weights
+    first = next(k for k, v in start.state_dict().items() if v.dim() == 4)
+    assert not torch.allclose(scratch.state_dict()[first], start.state_dict()[first], atol=1e-3)
+    with pytest.raises(ValueError, match="same architecture"):
+        _train(p, {**PARAMS, "filters": [4, 8, 8], "epochs": 1, "init_weights": str(path)})
+    with pytest.raises(ValueError, match="train.init_weights: no model at"):
+        _train(p, {**PARAMS, "init_weights": str(tmp_path / "missing.safetensors")})
