@@ -105,7 +105,7 @@ def choose_checkpoint(checkpoint: str | os.PathLike | None = None, *, project: s
         if trained_on == "celeba":
             return project, (f"using the project's model {_shown(project)} (trained on CelebA); "
                              "pass --checkpoint to override")
-        what = (f"was trained on {'the procedural demo faces' if trained_on == 'demo' else trained_on}" if trained_on
+        what = (f"was trained on {'the procedural demo faces' if 'demo' in trained_on else trained_on}" if trained_on
                 else "does not say it was trained on CelebA (no trained_on in its JSON)")
         if shipped.is_file():
             return shipped, (f"the project's model {_shown(project)} {what}; using the shipped CelebA model "
