@@ -11,6 +11,7 @@ from typing import Any
 _EXPORTS = {
     "ImagePartitionsDataset": "unmask.datasets.image_partitions",
     "LazyPartitions": "unmask.datasets.lazy_partitions",
+    "OptionalPartitionedDataset": "unmask.datasets.optional_partitions",
     "PngPartition": "unmask.datasets.image_partitions",
     "SafetensorsModelDataset": "unmask.datasets.safetensors_model",
 }

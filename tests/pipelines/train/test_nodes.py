@@ -31,7 +31,7 @@ SOURCE = {"dataset": "demo"}
 
 def _train(p: dict, params: dict, masks: dict = MASKS):
     return train_model(p["face_crops"], p["masked_faces"], p["mask_maps"], p["mask_metadata"], p["face_landmarks"],
-                       p["data_split"], SOURCE, params, masks)
+                       p["data_split"], SOURCE, p.get("real_mask_cutouts", {}), params, masks)
 
 
 def test_training_lowers_the_loss_and_returns_the_best_model(tiny_partitions):
@@ -466,3 +466,29 @@ def test_init_weights_starts_a_run_from_a_saved_model(tiny_partitions, tmp_path)
         _train(p, {**PARAMS, "filters": [4, 8, 8], "epochs": 1, "init_weights": str(path)})
     with pytest.raises(ValueError, match="train.init_weights: no model at"):
         _train(p, {**PARAMS, "init_weights": str(tmp_path / "missing.safetensors")})
+
+
+def test_real_cutouts_from_the_catalog_are_mixed_into_training(tiny_partitions, monkeypatch):
+    from PIL import Image as PILImage
+
+    p = tiny_partitions
+    rgba = np.zeros((24, 24, 4), np.uint8)
+    rgba[14:23, 5:19] = (30, 60, 160, 255)
+    cutouts = {"a": lambda: PILImage.fromarray(rgba, "RGBA"), "b": lambda: PILImage.fromarray(rgba[:, ::-1], "RGBA")}
+    params = {**PARAMS, "fresh_masks": True, "composite": True, "mask_loss_weight": 1.0, "epochs": 1,
+              "cutout_fraction": 0.5}
+    model, history = _train({**p, "real_mask_cutouts": cutouts}, params)
+    assert history["train_loss"].notna().all()
+    seen = {}
+
+    def spy(settings, data, mlflow_run=None):
+        seen["fresh"] = data.fresh_masks
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr("unmask.pipelines.train.nodes.fit", spy)
+    with pytest.raises(RuntimeError, match="stop"):
+        _train({**p, "real_mask_cutouts": cutouts}, params)
+    assert len(seen["fresh"].cutouts) == 2 and seen["fresh"].cutouts[0].shape == (24, 24, 4)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="needs mask cut-outs"):
+        _train(p, params)  # an empty real_mask_cutouts folder

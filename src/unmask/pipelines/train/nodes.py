@@ -42,7 +42,7 @@ def _ids_without(ids: list[str], held: set[str], styles: list[str]) -> list[str]
 
 
 #: ``train`` keys of the fresh-mask variety (:class:`~unmask.models.data.FreshMasks`), 0 when absent
-VARIETY_KEYS = ("clean_fraction", "material_fraction", "degrade_fraction")
+VARIETY_KEYS = ("clean_fraction", "material_fraction", "degrade_fraction", "cutout_fraction")
 
 
 def parse_train_params(params: dict) -> tuple[TrainSettings, list[str], bool, dict[str, float]]:
@@ -64,8 +64,15 @@ def parse_train_params(params: dict) -> tuple[TrainSettings, list[str], bool, di
     return TrainSettings.from_params(params), [str(s) for s in holdout], fresh, {k: float(v) for k, v in variety.items()}
 
 
+def _cutout_arrays(real_mask_cutouts: Mapping[str, Callable], wanted: bool) -> list[np.ndarray]:
+    """The RGBA cut-outs as arrays (sorted by name), read only when training uses them."""
+    if not wanted:
+        return []
+    return [np.asarray(real_mask_cutouts[name]().convert("RGBA")) for name in sorted(real_mask_cutouts)]
+
+
 def _fresh_masks(face_landmarks: pd.DataFrame, ids: list[str], masks_params: dict, holdout: list[str],
-                 variety: dict[str, float]) -> FreshMasks:
+                 variety: dict[str, float], cutouts: list[np.ndarray]) -> FreshMasks:
     """A per-epoch mask drawer over ``ids``, with the masks pipeline's seed and styles less ``holdout``."""
     seed, styles = validate_masks_params(masks_params)
     kept = [s for s in styles if s not in holdout]
@@ -78,13 +85,13 @@ def _fresh_masks(face_landmarks: pd.DataFrame, ids: list[str], masks_params: dic
     rows = face_landmarks.assign(image_id=face_landmarks["image_id"].astype(str)).set_index("image_id")
     wanted = rows.index.intersection(ids)
     landmarks = dict(zip(wanted, rows.loc[wanted, LANDMARK_COLUMNS].to_numpy(dtype=float).tolist()))
-    return FreshMasks(landmarks, seed, kept, **variety)
+    return FreshMasks(landmarks, seed, kept, cutouts=cutouts, **variety)
 
 
 def train_model(
     face_crops: Mapping[str, Callable], masked_faces: Mapping[str, Callable], mask_maps: Mapping[str, Callable],
     mask_metadata: pd.DataFrame, face_landmarks: pd.DataFrame, data_split: pd.DataFrame, celeba_source: dict,
-    params: dict, masks_params: dict,
+    real_mask_cutouts: Mapping[str, Callable], params: dict, masks_params: dict,
 ) -> tuple[nn.Module, pd.DataFrame]:
     """Train the configured network on the train split; return the best-on-validation model and its history.
 
@@ -94,7 +101,8 @@ def train_model(
     styles out of training and validation (the test split keeps them, so evaluation scores a
     style the model never saw): with fresh masks, they are simply never drawn. With fresh masks,
     ``train.clean_fraction`` / ``material_fraction`` / ``degrade_fraction`` add unmasked faces, new
-    mask materials and camera degradations (:mod:`unmask.imaging.mask_appearance`). The true
+    mask materials and camera degradations (:mod:`unmask.imaging.mask_appearance`), and
+    ``cutout_fraction`` real masks from ``real_mask_cutouts`` instead of rendered ones. The true
     ``mask_maps`` are read only for a composite network's mask loss, never as input. The model's
     metadata records its crop size and the data it was trained on (``celeba`` or ``demo``).
     """
@@ -104,9 +112,10 @@ def train_model(
     # fresh masks never draw a held-out style, so every training face stays usable
     train_ids = train_ids if fresh else _ids_without(train_ids, held, holdout)
     val_ids = _ids_without(_ids_of(data_split, "val"), held, holdout)
+    cutouts = _cutout_arrays(real_mask_cutouts, variety["cutout_fraction"] > 0)
+    fresh_masks = _fresh_masks(face_landmarks, train_ids, masks_params, holdout, variety, cutouts) if fresh else None
     data = TrainingData(train_ids, val_ids, masked_faces, face_crops,
-                        mask_maps if settings.mask_loss_weight > 0 else None,
-                        fresh_masks=_fresh_masks(face_landmarks, train_ids, masks_params, holdout, variety) if fresh else None)
+                        mask_maps if settings.mask_loss_weight > 0 else None, fresh_masks=fresh_masks)
     result = fit(settings, data, mlflow_run=active_mlflow_run())
     # `unmask predict` aligns photos at the size the model was trained at: keep it with the weights
     crop = np.asarray(load_pixels(face_crops[train_ids[0]]))

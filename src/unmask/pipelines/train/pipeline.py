@@ -11,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=train_model,
                 inputs=["face_crops", "masked_faces", "mask_maps", "mask_metadata", "face_landmarks", "data_split",
-                        "celeba_source", "params:train", "params:masks"],
+                        "celeba_source", "real_mask_cutouts", "params:train", "params:masks"],
                 outputs=["trained_model", "training_history"],
                 name="train_model_node",
             ),
