@@ -205,6 +205,14 @@ def photo_splits(entries: dict[str, Any], aligned: dict[str, np.ndarray], test_f
     return split, joined
 
 
+def _excluded(path: Path) -> set[str]:
+    """Photo names (``name`` or ``name#face``) a person struck off after looking at the contact sheets."""
+    if not path.is_file():
+        return set()
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return {line for line in lines if line and not line.startswith("#")}
+
+
 def _near(a: list[np.ndarray], b: list[np.ndarray], max_distance: int = 20) -> bool:
     return group_near_duplicates([a, b], max_distance)[1] == 0
 
@@ -228,6 +236,7 @@ def extract(args: argparse.Namespace) -> int:
         (cut_dir / s).mkdir(parents=True, exist_ok=True)
         for old in (cut_dir / s).glob("*.png"):
             old.unlink()
+    excluded = _excluded(Path(args.exclude) if args.exclude else cache / "excluded.txt")
     rules = SegmentationRules()
     reasons: Counter[str] = Counter()
     index, rejected, rejections, kept_hashes, t0 = [], [], [], [], time.perf_counter()
@@ -236,6 +245,8 @@ def extract(args: argparse.Namespace) -> int:
             rgba = aligned[face["file"]]
             crop, valid = np.ascontiguousarray(rgba[..., :3]), rgba[..., 3] > 127
             result = segment_mask(crop, valid, rules)
+            if result.accepted and (name in excluded or f"{name}#{i}" in excluded):
+                result = dataclasses.replace(result, mask=None, reason="excluded by review")
             reasons[result.reason] += 1
             if not result.accepted:
                 rejected.append((crop, valid, result.reason, name))
@@ -266,7 +277,8 @@ def extract(args: argparse.Namespace) -> int:
         "faces": n_faces, "accepted": len(index), "photos_with_a_cutout": len(photos_with),
         "cutouts_by_split": dict(counts), "photos_by_split": dict(Counter(split.values())),
         "near_duplicate_photos_joined": joined, "reasons": dict(reasons.most_common()),
-        "test_fraction": args.test_fraction, "cutouts": index, "rejected": rejections,
+        "test_fraction": args.test_fraction, "excluded_by_review": sorted(excluded), "cutouts": index,
+        "rejected": rejections,
     }
     _write_json(cache / "index.json", summary)
 
@@ -587,6 +599,9 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--limit", type=int, default=None, help="only the first N photos (by name)")
     ex.add_argument("--redetect", action="store_true", help="detect again instead of reusing cached detections")
     ex.add_argument("--test-fraction", type=float, default=0.5, help="share of photos in the test half")
+    ex.add_argument("--exclude", default=None,
+                    help="file of photo names (or name#face) to drop after a look at the contact sheets, one a "
+                         "line, '#' starts a comment line (default: excluded.txt in the cache, if there)")
     sc = sub.add_parser("score", help="paste test cut-outs onto the test faces and score every method")
     sc.add_argument("--cache", default=str(DEFAULT_CACHE), help="cut-out folder of the extract step")
     sc.add_argument("--data", default=str(ROOT / "data"), help="the project's data folder (default: %(default)s)")
