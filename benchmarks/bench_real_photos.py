@@ -26,7 +26,8 @@ folder) and the script prints, per group:
 instead of the detector ``unmask predict`` uses, to compare the two.
 
 It writes to ``--out`` (a folder outside the repository; default ``/tmp/unmask_bench_real_photos``)
-``figures.json`` (the figures, the settings and the names of the photos without a face) and
+``figures.json`` (the figures, the settings, the names of the photos without a face and of those
+that changed) and
 ``contact_sheet.png`` (``--sheet`` photos spread over the groups, each before | after, the faces'
 boxes drawn on the after: green restored, orange found but left alone). A missing ``--photos``
 is reported on stderr with exit status 2; an ``--out`` inside the repository with status 2.
@@ -213,6 +214,7 @@ def run(args: argparse.Namespace) -> dict:
     tiles: list[tuple[str, np.ndarray]] = []
     rows: dict[str, list[dict]] = {g: [] for g in subsets}
     missed: dict[str, list[str]] = {g: [] for g in subsets}
+    changed_names: dict[str, list[str]] = {g: [] for g in subsets}
     total = sum(len(v) for v in subsets.values())
     with tqdm(total=total, desc="photos", unit="photo", file=sys.stderr, disable=args.no_progress) as bar:
         for group, names in subsets.items():
@@ -226,10 +228,12 @@ def run(args: argparse.Namespace) -> dict:
                 started = time.perf_counter()
                 if unmasker is None:
                     faces = detector.detect(photo)
+                    seconds = time.perf_counter() - started
                     after = photo
                     row = {}
                 else:
                     result = unmasker.unmask(photo)
+                    seconds = time.perf_counter() - started
                     faces, after = result.faces, result.image
                     changed = (result.image != photo).any(axis=2)
                     known = [f.mask_fraction for f in faces if f.mask_fraction is not None]
@@ -237,10 +241,12 @@ def run(args: argparse.Namespace) -> dict:
                            "changed_area": float(changed.mean()), "mask_fraction": max(known, default=None)}
                 row.update({"detected": bool(faces), "faces": len(faces), "step": faces[0].method if faces else None,
                             "masked": bool(faces and faces[0].masked)})
-                row["seconds"] = time.perf_counter() - started
+                row["seconds"] = seconds
                 rows[group].append(row)
                 if not row["detected"]:
                     missed[group].append(name)
+                if unmasker is not None and row["found"]:
+                    changed_names[group].append(name)
                 if (group, i) in picks:
                     tiles.append((f"{group}: {Path(name).name[:40]}", _thumb_pair(photo, after, faces)))
     figures = {
@@ -249,6 +255,7 @@ def run(args: argparse.Namespace) -> dict:
         "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "groups": {g: _summary(r, unmasker is None) for g, r in rows.items()},
         "no_face_detected": missed,
+        **({"changed": changed_names} if unmasker is not None else {}),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
