@@ -43,6 +43,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import sys
 import time
 import zipfile
@@ -303,6 +304,16 @@ def extract(args: argparse.Namespace) -> int:
                               labels=[rejected[j][2].split(" (")[0][:14] for j in pick])
         _write_rgb(cache / "sheet_rejected.png", sheet)
 
+    if args.export_train:
+        export = Path(args.export_train)
+        export.mkdir(parents=True, exist_ok=True)
+        for old in export.glob("*.png"):
+            old.unlink()
+        train = [e for e in index if e["split"] == "train"]  # never the test half
+        for e in train:
+            shutil.copyfile(cut_dir / e["file"], export / Path(e["file"]).name)
+        _say(f"exported the {len(train)} train cut-outs to {export}")
+
     _say(f"\n{len(entries)} photos: a face in {summary['photos_with_a_face']}, {n_faces} faces "
          f"(detect + align {detect_s:.0f} s this run, segment {segment_s:.1f} s)")
     _say(f"accepted {len(index)} cut-outs from {len(photos_with)} photos "
@@ -419,7 +430,9 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     """``(model, dtype, info)`` ready for :func:`unmask.models.inference.restore`; the model is None without one."""
     checkpoint = Path(args.checkpoint)
     info: dict[str, Any] = {"checkpoint": str(checkpoint)}
-    if not checkpoint.is_file():
+    if checkpoint.is_file():
+        info["sha256"] = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    else:
         _say(f"no model at {checkpoint}: scoring the baselines only (train one, or pass --checkpoint)")
         return None, None, info
     from unmask.models import count_parameters, load_model
@@ -599,6 +612,9 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--limit", type=int, default=None, help="only the first N photos (by name)")
     ex.add_argument("--redetect", action="store_true", help="detect again instead of reusing cached detections")
     ex.add_argument("--test-fraction", type=float, default=0.5, help="share of photos in the test half")
+    ex.add_argument("--export-train", metavar="DIR", default=None,
+                    help="also copy the train half's cut-outs (never the test half) into DIR, e.g. "
+                         "data/01_raw/real_mask_cutouts for train.cutout_fraction; its PNGs are replaced")
     ex.add_argument("--exclude", default=None,
                     help="file of photo names (or name#face) to drop after a look at the contact sheets, one a "
                          "line, '#' starts a comment line (default: excluded.txt in the cache, if there)")

@@ -120,11 +120,14 @@ def test_extract_segments_splits_and_indexes_cutouts(tmp_path: Path) -> None:
     assert list(cache.glob("sheet_*_1.png")) and (cache / "sheet_rejected.png").is_file()
     # a second run reuses the detections and drops the photos a person struck off
     (cache / "excluded.txt").write_text("# looked wrong on the contact sheet\nc.jpg\n")
-    again = _run("extract", "--photos", str(photos), "--cache", str(cache))
+    export = tmp_path / "train_cutouts"
+    again = _run("extract", "--photos", str(photos), "--cache", str(cache), "--export-train", str(export))
     assert again.returncode == 0 and "0 to detect" in again.stdout and "accepted 2 cut-outs" in again.stdout
     index = json.loads((cache / "index.json").read_text())
     assert index["excluded_by_review"] == ["c.jpg"] and index["reasons"]["excluded by review"] == 1
     assert len(list((cache / "cutouts").glob("*/*.png"))) == 2  # the old cut-outs are cleared
+    train = sorted(Path(e["file"]).name for e in index["cutouts"] if e["split"] == "train")
+    assert sorted(p.name for p in export.glob("*.png")) == train  # the train half only
     # the cache must stay out of the repository
     inside = _run("extract", "--photos", str(photos), "--cache", str(SCRIPT.parents[1] / "data" / "real_masks"))
     assert inside.returncode == 2 and "inside the repository" in inside.stderr
