@@ -59,7 +59,7 @@ def _unique(name: Path, taken: set[Path], inputs: set[Path], outdir: Path, suffi
               help="Also restore each face mirrored and average the two (twice the model time, better restorations).")
 @click.option("--min-mask-fraction", type=click.FloatRange(0.0, 1.0), default=None,
               help="Models with a mask head: restore a face only when the predicted mask covers at least this "
-                   "fraction of its crop (default 0.08); faces below are left untouched.")
+                   "fraction of its crop (default 0.04); faces below are left untouched.")
 def predict(inputs: tuple[str, ...], outdir: str, checkpoint: str | None, save_mask: bool, device: str,
             precision: str, size: int | None, flip_average: bool, min_mask_fraction: float | None) -> None:
     """Remove face masks from photos: INPUT is image files (JPEG, PNG, ...) or folders of them.
