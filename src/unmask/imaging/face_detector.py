@@ -271,8 +271,8 @@ class BlazeFaceDetector:
                 found: list[tuple[float, np.ndarray, np.ndarray, str]]) -> None:
         """Run BlazeFace on the ``side`` x ``side`` window ``matrix`` maps the image to; append its
         detections in image pixels."""
-        window = cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_AREA if side > 2 * INPUT_SIZE
-                                else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128))
+        window = cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                borderValue=(128, 128, 128))
         logits, regressors = _run_net(net, window)
         scores, boxes, keypoints = decode(logits, regressors, _ANCHORS, INPUT_SIZE, self.fallback_score)
         if not len(scores):
@@ -281,9 +281,8 @@ class BlazeFaceDetector:
         for score, box, kps in zip(scores, boxes, keypoints):
             pts = np.vstack([kps, box.reshape(2, 2), [[box[0], box[3]], [box[2], box[1]]]]) * side
             pts = pts @ inverse[:, :2].T + inverse[:, 2]
-            corners = pts[6:]
-            # a box of the rotated window becomes the axis-aligned box of its corners, shrunk to keep its area
-            centre = corners.mean(0)
+            # the box keeps its size around its centre mapped back (a rotated window's box stays upright)
+            centre = pts[6:].mean(0)
             half = np.sqrt(abs(np.linalg.det(inverse[:, :2]))) * (box[2:] - box[:2]) * side / 2
             found.append((float(score), np.concatenate([centre - half, centre + half]), pts[:6], step))
 
