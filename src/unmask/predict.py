@@ -226,13 +226,14 @@ class Unmasker:
 
     ``checkpoint`` None: the model :func:`choose_checkpoint` picks (``checkpoint_reason`` says why).
     ``min_mask_fraction``: with a mask head, restore a face only when the predicted mask covers at
-    least this fraction of its crop (see the module doc); ignored without one.
+    least this fraction of its crop (see the module doc); ignored without one. ``grain``: add the
+    photo's own fine grain to scaled-up restorations (:func:`unmask.imaging.blending.paste_crop`).
     """
 
     def __init__(self, checkpoint: str | os.PathLike | None = None, *, device: str = "auto",
                  precision: str = "auto", size: int | None = None, threshold: float = 0.1,
                  detector: FaceLandmarkDetector | BlazeFaceDetector | None = None, flip_average: bool = True,
-                 min_mask_fraction: float = DEFAULT_MIN_MASK_FRACTION) -> None:
+                 min_mask_fraction: float = DEFAULT_MIN_MASK_FRACTION, grain: bool = True) -> None:
         checkpoint, self.checkpoint_reason = choose_checkpoint(checkpoint)
         if not checkpoint.is_file():
             raise FileNotFoundError(f"No trained model at {checkpoint}. {MISSING_MODEL_HINT}")
@@ -250,6 +251,7 @@ class Unmasker:
         self.threshold = float(threshold)
         self.flip_average = bool(flip_average)
         self.min_mask_fraction = float(min_mask_fraction)
+        self.grain = bool(grain)  # give a scaled-up restoration the photo's own fine grain
         self.detector = detector or default_detector()
         self.checkpoint = checkpoint
 
@@ -288,7 +290,7 @@ class Unmasker:
             if mask is not None:
                 changed &= _predicted_region(mask)
             if changed.any():
-                out = paste_crop(out, restored, matrix, blend_weight(changed))
+                out = paste_crop(out, restored, matrix, blend_weight(changed), grain=self.grain, seed=len(faces))
                 region |= paste_region(photo.shape, changed, matrix)
             faces.append(FaceResult(found.box, found.method, found.masked, float(changed.mean()), fraction,
                                     restored=bool(changed.any()), landmarks=found.landmarks))
