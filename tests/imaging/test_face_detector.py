@@ -146,6 +146,8 @@ def test_a_small_face_in_a_large_photo_and_a_tilted_face_are_found(face, detecto
     photo[500:575, 700:764] = small
     (found,) = detector.boxes(photo)
     assert 700 <= (found.box[0] + found.box[2]) / 2 <= 764 and 500 <= (found.box[1] + found.box[3]) / 2 <= 575
+    # the tile pass's keypoints collapse on a face this small; searched again zoomed in, they do not
+    np.testing.assert_allclose(found.keypoints[:2], EYES * 64 / 512 + [700, 500], atol=3)
     matrix = cv2.getRotationMatrix2D((256, 300), 50, 1.0)
     tilted = cv2.warpAffine(face, matrix, (512, 600), borderMode=cv2.BORDER_REPLICATE)
     (found,) = detector.boxes(tilted)
@@ -166,6 +168,22 @@ def test_detect_gives_detections_with_five_landmarks(face, detector):
     forced = detector.detect(face, masked=True)[0]
     assert forced.masked and not np.allclose(forced.landmarks[2:], plain.landmarks[2:], atol=0.5)
     assert detector.detect_one(face) is not None and detector.detect(face, max_faces=0) == []
+
+
+def test_boxes_whose_eyes_are_too_close_for_their_size_are_dropped(face):
+    assert BlazeFaceDetector(min_eye_distance=0.3).boxes(face)  # the eyes are ~0.4 box widths apart
+    assert BlazeFaceDetector(min_eye_distance=0.6).boxes(face) == []
+
+
+@needs_dlib
+def test_when_dlib_disagrees_with_the_eyes_nose_and_mouth_come_from_the_eyes(face, detector, monkeypatch):
+    import unmask.imaging.face_detector as fd
+
+    monkeypatch.setattr(fd, "_shape68_upright", lambda image, eyes: np.zeros((68, 2)) + [10.0, 10.0])
+    (found,) = detector.detect(face, masked=False)
+    assert found.masked  # nose and mouth placed from BlazeFace's eyes, whatever the caller asked
+    np.testing.assert_allclose(found.landmarks[:2], EYES, atol=12)
+    assert found.landmarks[3, 1] > found.landmarks[2, 1] > found.landmarks[0, 1] + 20
 
 
 def test_the_detector_pickles_as_its_settings():

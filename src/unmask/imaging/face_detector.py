@@ -37,8 +37,11 @@ faces scoring ``min_score`` are kept; when there is none, the best face scoring
 crop aligned on its eyes (:func:`~unmask.imaging.landmark_detector.upper_face_evidence`), at
 least ``verify_skin`` of the forehead has skin chroma or the forehead-and-eyes band has a
 left/right symmetry of at least ``verify_symmetry``. Without that check the fallback finds a
-"face" in 16 of 40 random-noise images; with it in none, and it keeps 17 of the 21 fallback
-faces of the tuning photos. Measured on real photos of masked people
+"face" in 16 of 40 random-noise images; with it in 1 (scoring above ``min_score``), and it keeps
+17 of the 21 fallback faces of the tuning photos. BlazeFace's keypoints collapse on faces only a
+few input pixels wide: a box whose eyes are closer than ``min_eye_distance`` box widths is
+searched again in a window three box widths wide around it, and dropped when its eyes are still
+that close (a box on one eye of a close-up). Measured on real photos of masked people
 (``benchmarks/bench_real_photos.py``; tuned on every 6th photo from the 2nd, measured on every
 3rd from the 1st): a face is found in 99.3 % of 613 photos of masked people (dlib's cascade:
 57.8 %) and in all 552 photos of unmasked ones. Without padding only about half of the masked
@@ -51,7 +54,8 @@ The alignment needs CelebA's 5 points (eyes, nose tip, mouth corners). For every
 warped upright (rotated by the angle of BlazeFace's eye line) and scaled to a fixed size, dlib's
 68-point shape predictor runs there on a fixed box, and its points are mapped back. Its eye
 centres replace BlazeFace's coarser ones unless the two disagree by more than ``max_eye_shift``
-eye distances (then BlazeFace's are kept). As in the dlib cascade, a face whose lower half does
+eye distances (then BlazeFace's are kept, and nose and mouth come from them). As in the dlib
+cascade, a face whose lower half does
 not have the colour of the skin around the eyes (:func:`~unmask.imaging.landmark_detector.lower_face_occlusion`)
 counts as masked and gets its nose and mouth from the eyes
 (:func:`~unmask.imaging.landmark_detector.lower_face_from_eyes`); an uncovered face keeps the
@@ -226,8 +230,12 @@ class BlazeFaceDetector:
         square tiles of ``tile_fraction`` of the long side (0 disables tiles).
     rotations:
         Angles (degrees) of the extra passes run when nothing else found a face.
+    min_eye_distance:
+        A box whose two eyes are closer than this fraction of its width is searched again, zoomed
+        in, and dropped when they still are (see the module doc).
     max_eye_shift:
-        Use dlib's eye centres unless they are this many eye distances from BlazeFace's.
+        Use dlib's eye centres (and nose and mouth) unless they are this many eye distances from
+        BlazeFace's; otherwise BlazeFace's eyes, and nose and mouth from them.
     occlusion_threshold:
         Above this lower-face colour mismatch a face counts as masked (``masked=None``).
     """
@@ -235,7 +243,7 @@ class BlazeFaceDetector:
     def __init__(self, *, min_score: float = 0.5, fallback_score: float = 0.3, verify_skin: float = 0.3,
                  verify_symmetry: float = 0.3, pads: tuple[float, ...] = (0.25, 1.0),
                  tile_min_side: int = 400, tile_fraction: float = 0.5, rotations: tuple[float, ...] = (-30.0, 30.0),
-                 max_eye_shift: float = 0.25, occlusion_threshold: float = 9.0,
+                 min_eye_distance: float = 0.15, max_eye_shift: float = 0.25, occlusion_threshold: float = 9.0,
                  model_path: str | Path = MODEL_PATH) -> None:
         if not 0.0 < fallback_score <= min_score < 1.0:
             raise ValueError(f"need 0 < fallback_score <= min_score < 1, got {fallback_score}, {min_score}")
@@ -249,14 +257,15 @@ class BlazeFaceDetector:
         self.tile_min_side = int(tile_min_side)
         self.tile_fraction = float(tile_fraction)
         self.rotations = tuple(float(a) for a in rotations)
+        self.min_eye_distance = float(min_eye_distance)
         self.max_eye_shift = float(max_eye_shift)
         self.occlusion_threshold = float(occlusion_threshold)
         self.model_path = Path(model_path)
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("min_score", "fallback_score", "verify_skin", "verify_symmetry", "pads",
-                                              "tile_min_side", "tile_fraction", "rotations", "max_eye_shift",
-                                              "occlusion_threshold", "model_path")}
+                                              "tile_min_side", "tile_fraction", "rotations", "min_eye_distance",
+                                              "max_eye_shift", "occlusion_threshold", "model_path")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)
@@ -320,8 +329,31 @@ class BlazeFaceDetector:
                 kept.append(candidate)
         faces = [FaceBox(tuple(float(v) for v in box), score, kps.astype(np.float32), found[i][3])
                  for score, box, kps, i in kept]
+        faces = [f for f in (self._refined(net, img, f) for f in faces) if f is not None]
         confident = [f for f in faces if f.score >= self.min_score]
         return confident or [f for f in faces if self._upper_face_passes(img, f)][:1]
+
+    def _eyes_apart(self, face: FaceBox) -> bool:
+        return bool(np.hypot(*(face.keypoints[1] - face.keypoints[0])) >= self.min_eye_distance
+                    * (face.box[2] - face.box[0]))
+
+    def _refined(self, net: Any, image: np.ndarray, face: FaceBox) -> FaceBox | None:
+        """``face`` itself, or when its eyes are closer than ``min_eye_distance`` box widths (BlazeFace's
+        keypoints collapse on faces a few input pixels wide), BlazeFace run again on a window three
+        box widths wide around it; None when its eyes are still not apart."""
+        if self._eyes_apart(face):
+            return face
+        x0, y0, x1, y1 = face.box
+        side = max(8, int(round(3 * (x1 - x0))))
+        shift = np.array([(x0 + x1) / 2, (y0 + y1) / 2]) - (side - 1) / 2
+        again: list[tuple[float, np.ndarray, np.ndarray, str]] = []
+        self._window(net, image, np.array([[1.0, 0.0, -shift[0]], [0.0, 1.0, -shift[1]]]), side, face.step, again)
+        for score, box, kps, step in sorted(again, key=lambda f: -f[0]):
+            centre = (box[:2] + box[2:]) / 2
+            if x0 <= centre[0] <= x1 and y0 <= centre[1] <= y1:
+                better = FaceBox(tuple(float(v) for v in box), max(score, face.score), kps.astype(np.float32), step)
+                return better if self._eyes_apart(better) else None
+        return None
 
     def _upper_face_passes(self, image: np.ndarray, face: FaceBox) -> bool:
         """The check of a face below ``min_score``: skin-coloured forehead or a symmetric upper face."""
@@ -356,17 +388,19 @@ class BlazeFaceDetector:
             shape68 = _shape68_upright(img, eyes) if with_dlib else None
             five = np.zeros((5, 2), np.float64)
             five[:2] = eyes
+            trusted = False  # dlib's points agree with BlazeFace's eyes: its nose and mouth may be used
             if shape68 is not None:
                 dlib_five = five_from_68(shape68).astype(np.float64)
                 d = float(np.hypot(*(eyes[1] - eyes[0])))
                 if np.all(np.hypot(*(dlib_five[:2] - eyes).T) <= self.max_eye_shift * max(d, 1.0)):
-                    five = dlib_five
+                    five, trusted = dlib_five, True
             occ = float("nan")
             is_masked = bool(masked) if masked is not None else True
             if masked is None:
                 occ = lower_face_occlusion(img, lower_face_from_eyes(five))
-                is_masked = shape68 is None or not (np.isfinite(occ) and occ <= self.occlusion_threshold)
-            if is_masked or shape68 is None:
+                is_masked = not (np.isfinite(occ) and occ <= self.occlusion_threshold)
+            is_masked = is_masked or not trusted
+            if is_masked:
                 five = lower_face_from_eyes(five)
             out.append(Detection(box=face.box, landmarks=five.astype(np.float32), score=face.score,
                                  method=face.step, masked=is_masked, occlusion=occ,
