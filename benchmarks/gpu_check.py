@@ -635,8 +635,8 @@ class GpuCheck:
         from unmask.pipelines.train.nodes import train_model
 
         return train_model(inputs["face_crops"], inputs["masked_faces"], inputs["mask_maps"], inputs["mask_metadata"],
-                           inputs["face_landmarks"], inputs["data_split"], inputs["celeba_source"], params,
-                           inputs["masks_params"])
+                           inputs["face_landmarks"], inputs["data_split"], inputs["celeba_source"],
+                           {}, params, inputs["masks_params"])  # {}: no real mask cut-outs
 
     def _interrupted_run(self, inputs: dict[str, Any], params: dict[str, Any], after_calls: int) -> None:
         """Run the node with a loss that raises after ``after_calls`` calls, like Ctrl-C mid-epoch."""

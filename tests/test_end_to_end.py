@@ -165,22 +165,52 @@ def test_the_notebook_runs_on_the_latest_run(project: Path, default_run, monkeyp
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # curves, restorations, grid
 
 
+def _masked_photo(path: Path) -> None:
+    """Grace Hopper (matplotlib's sample photo) wearing the renderer's surgical mask, saved to ``path``."""
+    import numpy as np
+    from matplotlib import cbook
+    from PIL import Image
+
+    from unmask.imaging.alignment import estimate_alignment, template_points, warp_to_crop
+    from unmask.imaging.blending import paste_crop
+    from unmask.imaging.landmark_detector import FaceLandmarkDetector
+    from unmask.imaging.mask_renderer import rasterize_mask, render_masked_face, seeded_mask_spec
+
+    photo = np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
+                       .resize((256, 300)))
+    face = FaceLandmarkDetector().detect_one(photo, masked=False)
+    matrix = estimate_alignment(face.landmarks, 128)
+    spec = seeded_mask_spec(template_points(128), 128, 3, ["surgical"])
+    drawn = render_masked_face(warp_to_crop(photo, matrix, 128), spec)
+    Image.fromarray(paste_crop(photo, drawn, matrix, rasterize_mask(spec, 128).astype(np.float32))).save(path)
+
+
 @pytest.mark.slow
-def test_unmask_predict_finds_the_projects_model(project: Path, default_run, tmp_path: Path):
+def test_unmask_predict_uses_the_shipped_model_unless_told_to_use_the_demo_one(project: Path, default_run,
+                                                                                tmp_path: Path):
     from unmask.imaging.landmark_detector import available
 
     if not available():
         pytest.skip("the face detector (dlib-bin, face_recognition_models) is not installed")
-    from matplotlib import cbook
     from PIL import Image
 
     photo = tmp_path / "photo.jpg"
-    Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB").resize((256, 300)).save(photo)
+    _masked_photo(photo)
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
-    result = subprocess.run([sys.executable, "-m", "unmask", "predict", str(photo), "-o", str(tmp_path / "out")],
-                            cwd=project, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert "32x32 crops (from model.json (crop_size)" in result.stderr  # faces.size of the tiny run, kept by train
+
+    def predict(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "unmask", "predict", str(photo), "-o", str(tmp_path / "out"), *args],
+                              cwd=project, env=env, capture_output=True, text=True, timeout=300)
+
+    # the project's model was trained on the procedural demo faces: never used on photos silently
+    shipped = predict()
+    assert shipped.returncode == 0, shipped.stderr[-4000:]
+    assert "trained on the procedural demo faces; using the shipped CelebA model" in shipped.stderr
+    assert "64x64 crops" in shipped.stderr and "1 of 1 photos restored" in shipped.stderr
+    # asked for by path, the demo model runs at the crop size its training wrote into model.json
+    demo = predict("--checkpoint", "data/06_models/model.safetensors")
+    assert demo.returncode == 0, demo.stderr[-4000:]
+    assert "32x32 crops (from model.json (crop_size)" in demo.stderr  # faces.size of the tiny run, kept by train
     assert Image.open(tmp_path / "out" / "photo.png").size == (256, 300)
 
 
