@@ -369,12 +369,16 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 
 def _metrics(pred, clean, mask) -> dict[str, np.ndarray]:
-    """Per-image metrics as the evaluate pipeline reports them, from :mod:`unmask.models.metrics`."""
-    from unmask.models.metrics import masked_mae, masked_psnr, masked_ssim, psnr, ssim
+    """Per-image metrics exactly as the evaluate pipeline computes them: PSNR and L1 from
+    :mod:`unmask.models.metrics` (float64), whole-image and in-mask SSIM from one float32 SSIM map
+    (evaluate's own function: within 1e-5 of the float64 definition, 12x faster on a CPU)."""
+    from unmask.models.metrics import masked_mae, masked_psnr, psnr
+    from unmask.pipelines.evaluate.nodes import _ssim_and_masked_ssim
 
+    whole_ssim, mask_ssim = _ssim_and_masked_ssim(pred, clean, mask)
     out = {
-        "psnr_mask": masked_psnr(pred, clean, mask), "ssim_mask": masked_ssim(pred, clean, mask),
-        "l1_mask": masked_mae(pred, clean, mask), "psnr": psnr(pred, clean), "ssim": ssim(pred, clean),
+        "psnr_mask": masked_psnr(pred, clean, mask), "ssim_mask": mask_ssim,
+        "l1_mask": masked_mae(pred, clean, mask), "psnr": psnr(pred, clean), "ssim": whole_ssim,
         "psnr_outside": masked_psnr(pred, clean, (mask <= 0.5).double()),
     }
     return {k: v.cpu().numpy() for k, v in out.items()}

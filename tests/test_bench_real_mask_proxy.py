@@ -151,6 +151,25 @@ def _test_cache(tmp: Path) -> Path:
     return cache
 
 
+def test_score_metrics_match_the_metrics_module() -> None:
+    import importlib.util
+
+    import torch
+
+    from unmask.models.metrics import masked_ssim, ssim
+
+    spec = importlib.util.spec_from_file_location("bench_real_mask_proxy", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    g = torch.Generator().manual_seed(0)
+    clean, pred = torch.rand(3, 3, 32, 32, generator=g), torch.rand(3, 3, 32, 32, generator=g)
+    mask = (torch.rand(3, 1, 32, 32, generator=g) > 0.6).double()
+    values = bench._metrics(pred, clean, mask)
+    assert np.allclose(values["ssim_mask"], masked_ssim(pred, clean, mask).numpy(), atol=1e-5)
+    assert np.allclose(values["ssim"], ssim(pred, clean).numpy(), atol=1e-5)
+    assert set(values) == {"psnr_mask", "ssim_mask", "l1_mask", "psnr", "ssim", "psnr_outside"}
+
+
 def test_score_pastes_test_cutouts_and_scores_model_and_baselines(tmp_path: Path) -> None:
     import torch
 

@@ -38,9 +38,9 @@ Segmentation (:func:`segment_mask`)
 
 Measured on the 1,837 ``with_mask`` photos of the shared development set (see
 ``benchmarks/bench_real_mask_proxy.py``): a face is found in 1,073, a mask accepted in 345 (most
-rejections are tight face crops whose mask runs off the photo); by eye, about 7 % of the accepted
-cut-outs are wrong (a hand, a microphone or hair taken for the mask, a mask pulled down under the
-chin) and some 10 % more have a flat side where the photo ended.
+rejections are tight face crops whose mask runs off the photo); by eye, about 5-7 % of the accepted
+cut-outs are wrong (half the mask missed; a hand, a microphone, hair or clothes taken for part of
+it; a mask pulled down under the chin) and some 10 % more have a flat side where the photo ended.
 
 Cut-outs and pasting
 --------------------
