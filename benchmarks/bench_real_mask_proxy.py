@@ -1,10 +1,12 @@
 """Proxy test for masks the model never saw: real masks cut out of photos, pasted onto CelebA test faces.
 
-    # 1. cut the masks out of the photos (cached; ~15 min on 2 cores the first time, seconds after)
+    # 1. cut the masks out of the photos (cached: detection ~20 min on a busy 2-core CPU the first
+    #    time, then 1-3 min of segmentation; --export-train also hands the train half to training)
     nice -n 15 .venv/bin/python benchmarks/bench_real_mask_proxy.py extract \\
         --photos ../shared/data/real_masked_faces_dev.zip
     # 2. paste the test half onto the test faces of `kedro run --env=cpu` and score every method
-    nice -n 15 .venv/bin/python benchmarks/bench_real_mask_proxy.py score --out /tmp/real_mask_proxy
+    #    (~1 min for 1,000 faces with --synthetic)
+    nice -n 15 .venv/bin/python benchmarks/bench_real_mask_proxy.py score --synthetic --out /tmp/real_mask_proxy
 
 The model is judged on held-out faces wearing photographed masks of designs nobody here has seen.
 Every mask we train and evaluate on comes from one generator (``mask_renderer``); this benchmark
@@ -16,16 +18,17 @@ under ``--cache`` (default ``~/.cache/unmask/real_masks``, or ``$UNMASK_REAL_MAS
 repository) with an ``index.json``, split by photo: a hash of the file name puts about half into
 ``test``, the rest into ``train``, and near-identical photos (same face photo under two names, or
 mirrored) share the split of their group. Only the ``test`` half is ever pasted here; the ``train``
-half is for training textures. Contact sheets of accepted and rejected masks are written beside the
-index for a person to check.
+half is for training textures (``--export-train``). Contact sheets of accepted (``sheet_test_*.png``,
+``sheet_train_*.png``, numbered in index order) and rejected masks are written beside the index for
+a person to check; photos listed in ``excluded.txt`` there (or ``--exclude``) are dropped.
 
 ``score`` pastes the ``test`` cut-outs onto the test faces of the prepared data
 (``data/03_primary/face_crops``, ``data/05_model_input/data_split.parquet``; the crops and cut-outs
 share the canonical frame, so pasting is a resize, through the similarity from the template to the
 face's own landmarks in ``face_landmarks.parquet``, with a small seeded jitter), cut-outs assigned to
 faces by a seeded shuffle, and scores in the true mask (every pixel the paste changed) with the
-project's metrics (:mod:`unmask.models.metrics`; PSNR and SSIM over the mask's pixels as the evaluate
-pipeline defines them) for: our model, blind (``--checkpoint``, with flip averaging as ``conf/cpu``
+project's metrics as the evaluate pipeline computes them (PSNR and L1 from :mod:`unmask.models.metrics`,
+SSIM from evaluate's float32 map; "in mask" over the mask's pixels) for: our model, blind (``--checkpoint``, with flip averaging as ``conf/cpu``
 evaluates it), the masked input unchanged, and OpenCV Telea and Navier-Stokes given the true mask
 (:func:`unmask.imaging.classical_inpainting.inpaint_with_mask`, radius 3, no dilation, as evaluate).
 ``--synthetic`` adds the same faces with the pipeline's own synthetic masks, for the gap. Prints a
