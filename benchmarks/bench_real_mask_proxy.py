@@ -44,7 +44,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import sys
@@ -535,12 +534,13 @@ def score(args: argparse.Namespace) -> int:
             if args.verbose:
                 _say(f"  {variant}: {b0 + len(batch_ids)}/{len(ids)}")
     elapsed = time.perf_counter() - started
+    from unmask.models.devices import cpu_name
 
     summary: dict[str, Any] = {
         "n_images": len(ids), "image_size": size, "test_cutouts": len(cutouts),
         "cutouts_used": len(set(rows["real"]["cutout"])), "seed": args.seed, "jitter": not args.no_jitter,
         "landmark_paste": bool(landmarks), "inpaint_radius": args.inpaint_radius, "dilate_px": args.dilate_px,
-        "model": model_info, "seconds": round(elapsed, 1), "cpu": _cpu_name(), "threads": torch.get_num_threads(),
+        "model": model_info, "seconds": round(elapsed, 1), "cpu": cpu_name(), "threads": torch.get_num_threads(),
         "cache": str(cache), "segmentation_version": index.get("segmentation_version"),
     }
     for variant, per in rows.items():
@@ -566,16 +566,6 @@ def score(args: argparse.Namespace) -> int:
     fig.savefig(out / "grid.png", dpi=100)
     _say(f"\nwrote {out / 'results.json'}, {out / 'per_image.csv'}, {out / 'grid.png'}")
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _table(s: dict[str, Any]) -> str:
