@@ -8,6 +8,7 @@ processes, on every rank count, and after a resume.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -135,8 +136,8 @@ class FreshMasks:
         """The generator of this draw's variety (stream 1: clean or not, material, degradation; 2: donor face)."""
         return np.random.default_rng([image_seed(self.seed, image_id, variant=int(epoch)), int(stream)])
 
-    def __call__(self, image_id: str, crop: np.ndarray, epoch: int, donor: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(self, image_id: str, crop: np.ndarray, epoch: int,
+                 donor: np.ndarray | Callable[[], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(masked crop, target crop, mask map)`` for this face in this epoch (HxWx3, HxWx3, HxW {0, 1} uint8).
 
         The target is ``crop`` itself unless the draw degrades the pair; ``donor`` (another face
@@ -156,7 +157,7 @@ class FreshMasks:
                 spec = seeded_mask_spec(points, size, image_seed(self.seed, image_id, variant=int(epoch)), self.styles)
                 masked, mask = render_masked_face(crop, spec), rasterize_mask(spec, size)
             if rng.random() < self.material_fraction:
-                masked = vary_material(masked, mask, donor, rng)
+                masked = vary_material(masked, mask, donor() if callable(donor) else donor, rng)
         target = crop
         if rng.random() < self.degrade_fraction:
             masked, target = degrade_pair(masked, crop, rng)
@@ -207,7 +208,8 @@ class FreshlyMaskedFaceDataset(Dataset):
         donor = None
         if self.fresh_masks.material_fraction > 0 and len(self.image_ids) > 1:
             pick = int(self.fresh_masks.variety_rng(image_id, epoch, stream=2).integers(0, len(self.image_ids) - 1))
-            donor = self._crop(self.image_ids[pick + (pick >= index)])  # any face but this one
+            # any face but this one, read only if this draw re-draws a material
+            donor = functools.partial(self._crop, self.image_ids[pick + (pick >= index)])
         masked, target, mask = self.fresh_masks(image_id, crop, epoch, donor)
         tensors = [image_to_tensor(masked), image_to_tensor(target)]
         if self.with_mask:
