@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -362,3 +363,19 @@ def test_the_console_script_is_installed():
 
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "unmask"]
     assert script.value == "unmask.__main__:main"
+
+
+def test_a_face_cut_by_the_photo_edge_is_not_mirrored_into_the_crop(composite_checkpoint):
+    # the lower half of the photo missing: the aligned crop reaches past its bottom edge
+    photo = np.random.default_rng(1).integers(60, 200, (218, 178, 3), dtype=np.uint8)[:120]
+    photo[-12:] = 250  # a bright bottom band, so repeated edge pixels are easy to tell from a mirror
+    unmasker = Unmasker(composite_checkpoint, device="cpu", precision="fp32", detector=_OneFace())
+    seen = []
+    unmasker.restore_crop_with_mask = lambda crop: (seen.append(crop) or crop, np.zeros((CROP, CROP), np.float32))
+    unmasker.unmask(photo)
+    (crop,) = seen
+    _, _, matrix = predict_module.align_face(photo, CELEBA_TEMPLATE_178x218, CROP)
+    to_photo = cv2.invertAffineTransform(matrix)
+    bottom = transform_points(np.array([[CROP / 2, CROP - 1.0]]), to_photo)[0]
+    assert bottom[1] > photo.shape[0] + 4  # the crop's bottom row lies below the photo
+    assert (crop[-1, CROP // 2] >= 240).all()  # repeats the bright edge row, no mirror of the rows above it
