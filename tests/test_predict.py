@@ -379,3 +379,43 @@ def test_a_face_cut_by_the_photo_edge_is_not_mirrored_into_the_crop(composite_ch
     bottom = transform_points(np.array([[CROP / 2, CROP - 1.0]]), to_photo)[0]
     assert bottom[1] > photo.shape[0] + 4  # the crop's bottom row lies below the photo
     assert (crop[-1, CROP // 2] >= 240).all()  # repeats the bright edge row, no mirror of the rows above it
+
+
+class _NoFace:
+    def detect(self, image):
+        return []
+
+
+class _WideFace:
+    """Finds a face as wide as the whole 178-px photo (judged unmasked by the head, so left alone)."""
+
+    def detect(self, image):
+        return [Detection(box=(0.0, 0.0, 178.0, 218.0), landmarks=CELEBA_TEMPLATE_178x218.astype(np.float32),
+                          score=1.0, method="stub", masked=False)]
+
+
+@needs_detector
+def test_a_photo_with_no_face_found_is_tried_as_a_face_crop_when_it_could_be_one(composite_checkpoint, photo,
+                                                                                 monkeypatch):
+    unmasker = Unmasker(composite_checkpoint, device="cpu", precision="fp32", detector=_NoFace())
+    portrait = np.ascontiguousarray(photo[60:294, 110:310])  # the face alone, 200 x 234
+    _set_mask_head(unmasker, 20.0)  # the head sees a mask everywhere: the gate lets the frame's face through
+    (face,) = unmasker.unmask(portrait).faces
+    assert face.method == "frame" and face.restored
+    landscape = np.ascontiguousarray(np.concatenate([portrait, portrait], axis=1))
+    assert unmasker.unmask(landscape).faces == []  # too wide for a face crop
+    assert Unmasker(composite_checkpoint, device="cpu", precision="fp32", detector=_NoFace(),
+                    frame_fallback=False).unmask(portrait).faces == []
+    _set_mask_head(unmasker, -20.0)  # no mask seen: the frame's face is gated like any other
+    (face,) = unmasker.unmask(portrait).faces
+    assert face.method == "frame" and not face.restored
+
+
+def test_a_wide_face_found_and_left_alone_is_trusted_over_the_frame(composite_checkpoint):
+    photo = np.random.default_rng(2).integers(60, 200, (218, 178, 3), dtype=np.uint8)
+    unmasker = Unmasker(composite_checkpoint, device="cpu", precision="fp32", detector=_WideFace())
+    calls = []
+    unmasker.restore_crop_with_mask = lambda crop: (calls.append(1) or crop, np.zeros((CROP, CROP), np.float32))
+    result = unmasker.unmask(photo)
+    assert [face.method for face in result.faces] == ["stub"] and len(calls) == 1
+    assert np.array_equal(result.image, photo)

@@ -60,8 +60,12 @@ def _unique(name: Path, taken: set[Path], inputs: set[Path], outdir: Path, suffi
 @click.option("--min-mask-fraction", type=click.FloatRange(0.0, 1.0), default=None,
               help="Models with a mask head: restore a face only when the predicted mask covers at least this "
                    "fraction of its crop (default 0.04); faces below are left untouched.")
+@click.option("--frame-fallback/--no-frame-fallback", default=True, show_default=True,
+              help="When no masked face was found in a portrait or square photo, try the photo as a tight "
+                   "crop of one face (the mask head still decides).")
 def predict(inputs: tuple[str, ...], outdir: str, checkpoint: str | None, save_mask: bool, device: str,
-            precision: str, size: int | None, flip_average: bool, min_mask_fraction: float | None) -> None:
+            precision: str, size: int | None, flip_average: bool, min_mask_fraction: float | None,
+            frame_fallback: bool) -> None:
     """Remove face masks from photos: INPUT is image files (JPEG, PNG, ...) or folders of them.
 
     Every face found is aligned as in training, restored blind and blended back into the photo at
@@ -79,7 +83,7 @@ def predict(inputs: tuple[str, ...], outdir: str, checkpoint: str | None, save_m
         path, why = choose_checkpoint(checkpoint)
         unmasker = Unmasker(path, device=device, precision=precision, size=size, flip_average=flip_average,
                             min_mask_fraction=DEFAULT_MIN_MASK_FRACTION if min_mask_fraction is None
-                            else min_mask_fraction)
+                            else min_mask_fraction, frame_fallback=frame_fallback)
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"unmask predict: {why}", err=True)

@@ -18,6 +18,7 @@ from unmask.imaging.face_detector import (
     BlazeFaceDetector,
     anchor_centres,
     decode,
+    frame_face,
     load_blazeface,
     weighted_nms,
 )
@@ -190,3 +191,14 @@ def test_the_detector_pickles_as_its_settings():
     detector = BlazeFaceDetector(min_score=0.6, pads=(0.5,), rotations=())
     clone = pickle.loads(pickle.dumps(detector))
     assert repr(clone) == repr(detector) and clone.pads == (0.5,) and clone.rotations == ()
+
+
+@needs_dlib
+def test_a_photo_that_is_a_masked_face_crop_gets_the_frames_face(face):
+    tight = np.ascontiguousarray(_masked(face)[150:380, 165:365])  # eyebrows to chin, the lower half a mask
+    found = frame_face(tight)
+    assert isinstance(found, Detection) and found.method == "frame" and found.masked
+    assert found.box == (0.0, 0.0, 200.0, 230.0)
+    np.testing.assert_allclose(found.landmarks[:2], EYES - [165, 150], atol=15)
+    assert found.landmarks[3:, 1].min() > found.landmarks[2, 1] > found.landmarks[:2, 1].max()  # mouth, nose, eyes
+    assert frame_face(np.zeros((5, 40, 3), np.uint8)) is None

@@ -94,6 +94,7 @@ __all__ = [
     "MODEL_PATH",
     "anchor_centres",
     "decode",
+    "frame_face",
     "load_blazeface",
     "weighted_nms",
 ]
@@ -447,3 +448,24 @@ def _shape68_upright(image: np.ndarray, eyes: np.ndarray) -> np.ndarray | None:
     pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
     inverse = cv2.invertAffineTransform(matrix)
     return pts @ inverse[:, :2].T + inverse[:, 2]
+
+
+def frame_face(image: np.ndarray) -> Detection | None:
+    """The face of a photo that *is* a face crop (the face fills the frame): dlib's 68 points fitted
+    to the whole frame, nose and mouth placed from the eyes (the lower face taken as covered).
+
+    BlazeFace misses many such crops (forehead and chin cut off, the lower half a mask); a caller
+    tries this only where no face it found could be the frame's face (see
+    :meth:`unmask.predict.Unmasker.unmask`). None without dlib or for a frame under 8 px.
+    """
+    img = _as_rgb(image)
+    h, w = img.shape[:2]
+    if min(h, w) < 8 or not available():
+        return None
+    import dlib  # noqa: PLC0415 (only when available() said so)
+
+    shape = _model("shape68")(img, dlib.rectangle(0, 0, w - 1, h - 1))
+    points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+    five = lower_face_from_eyes(five_from_68(points))
+    return Detection(box=(0.0, 0.0, float(w), float(h)), landmarks=five.astype(np.float32), score=0.0,
+                     method="frame", masked=True, shape68=points.astype(np.float32))
