@@ -419,3 +419,20 @@ def test_a_wide_face_found_and_left_alone_is_trusted_over_the_frame(composite_ch
     result = unmasker.unmask(photo)
     assert [face.method for face in result.faces] == ["stub"] and len(calls) == 1
     assert np.array_equal(result.image, photo)
+
+
+@needs_detector
+def test_of_the_frames_faces_the_one_with_the_most_mask_is_restored(composite_checkpoint, photo):
+    portrait = np.ascontiguousarray(photo[60:294, 110:310])
+    unmasker = Unmasker(composite_checkpoint, device="cpu", precision="fp32", detector=_NoFace())
+    fractions = iter([0.0, 0.1, 0.5, 0.2, 0.5])  # one per FRAME_BOXES face, then the restoration itself
+
+    def head(crop):
+        mask = np.zeros((CROP, CROP), np.float32)
+        mask[: round(next(fractions) * CROP)] = 0.9
+        return crop // 2, mask
+
+    unmasker.restore_crop_with_mask = head
+    (face,) = unmasker.unmask(portrait).faces
+    expected = predict_module.frame_face(portrait, *predict_module.FRAME_BOXES[2])
+    assert face.method == "frame" and face.restored and face.box == expected.box and face.mask_fraction == 0.5

@@ -38,7 +38,7 @@ from PIL import Image, ImageOps
 from unmask.imaging.alignment import align_face
 from unmask.imaging.blending import blend_weight, paste_crop, paste_region, restored_region
 from unmask.imaging.face_detector import BlazeFaceDetector, frame_face
-from unmask.imaging.landmark_detector import FaceLandmarkDetector
+from unmask.imaging.landmark_detector import Detection, FaceLandmarkDetector
 from unmask.models.checkpoint import load_model, load_model_metadata
 from unmask.models.data import image_to_tensor, tensor_to_image
 from unmask.models.inference import has_mask_head, prepare_for_inference, restore
@@ -222,6 +222,9 @@ PHOTO_BORDER = "replicate"
 #: unmasked ones changed; docs/real_photos.md).
 FRAME_MIN_ASPECT = 0.9
 FRAME_MAX_FACE_WIDTH = 0.3
+#: The face boxes tried on such a photo, as ``(above, beside)`` of :func:`frame_face`: the frame, and
+#: the frame with the forehead or the cheeks cut off; the one whose predicted mask is largest wins.
+FRAME_BOXES = ((0.0, 0.0), (0.25, 0.0), (0.5, 0.0), (0.25, 0.1))
 
 
 def _predicted_region(mask: np.ndarray) -> np.ndarray:
@@ -302,10 +305,23 @@ class Unmasker:
         for found in self.detector.detect(photo):
             out = self._restore_face(photo, found, out, region, faces)
         if self._try_frame(photo, faces):
-            found = frame_face(photo)
+            found = self._best_frame_face(photo)
             if found is not None:
                 out = self._restore_face(photo, found, out, region, faces)
         return PhotoResult(out, region, faces)
+
+    def _best_frame_face(self, photo: np.ndarray) -> Detection | None:
+        """Of the ``FRAME_BOXES`` faces of the frame, the one the mask head sees the most mask on."""
+        best, most = None, -1.0
+        for above, beside in FRAME_BOXES:
+            found = frame_face(photo, above, beside)
+            if found is None:
+                return None
+            crop, _, _ = align_face(photo, found.landmarks, self.size, border=PHOTO_BORDER)
+            fraction = float((self.restore_crop_with_mask(crop)[1] > 0.5).mean())
+            if fraction > most:
+                best, most = found, fraction
+        return best
 
     def _try_frame(self, photo: np.ndarray, faces: list[FaceResult]) -> bool:
         """Whether the photo may be a tight crop of a masked face the detector missed (``FRAME_MIN_ASPECT``)."""
@@ -314,7 +330,7 @@ class Unmasker:
         return (self.frame_fallback and self.has_mask_head and not any(face.restored for face in faces)
                 and height >= FRAME_MIN_ASPECT * width and widest < FRAME_MAX_FACE_WIDTH * width)
 
-    def _restore_face(self, photo: np.ndarray, found, out: np.ndarray, region: np.ndarray,
+    def _restore_face(self, photo: np.ndarray, found: Detection, out: np.ndarray, region: np.ndarray,
                       faces: list[FaceResult]) -> np.ndarray:
         """Restore one detected face into ``out`` when the gate lets it; record it in ``faces`` and ``region``."""
         crop, _, matrix = align_face(photo, found.landmarks, self.size, border=PHOTO_BORDER)

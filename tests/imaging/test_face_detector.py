@@ -202,3 +202,5 @@ def test_a_photo_that_is_a_masked_face_crop_gets_the_frames_face(face):
     np.testing.assert_allclose(found.landmarks[:2], EYES - [165, 150], atol=15)
     assert found.landmarks[3:, 1].min() > found.landmarks[2, 1] > found.landmarks[:2, 1].max()  # mouth, nose, eyes
     assert frame_face(np.zeros((5, 40, 3), np.uint8)) is None
+    taller = frame_face(tight, above=0.5, beside=0.1)  # a box for a crop that cut off forehead and cheeks
+    assert taller.box == (-20.0, -115.0, 220.0, 230.0)

@@ -450,13 +450,15 @@ def _shape68_upright(image: np.ndarray, eyes: np.ndarray) -> np.ndarray | None:
     return pts @ inverse[:, :2].T + inverse[:, 2]
 
 
-def frame_face(image: np.ndarray) -> Detection | None:
+def frame_face(image: np.ndarray, above: float = 0.0, beside: float = 0.0) -> Detection | None:
     """The face of a photo that *is* a face crop (the face fills the frame): dlib's 68 points fitted
     to the whole frame, nose and mouth placed from the eyes (the lower face taken as covered).
 
     BlazeFace misses many such crops (forehead and chin cut off, the lower half a mask); a caller
     tries this only where no face it found could be the frame's face (see
-    :meth:`unmask.predict.Unmasker.unmask`). None without dlib or for a frame under 8 px.
+    :meth:`unmask.predict.Unmasker.unmask`). ``above`` / ``beside``: the face's box reaches that
+    fraction of the frame's height above it / of its width past each side (a crop that cut off the
+    forehead or the cheeks). None without dlib or for a frame under 8 px.
     """
     img = _as_rgb(image)
     h, w = img.shape[:2]
@@ -464,8 +466,10 @@ def frame_face(image: np.ndarray) -> Detection | None:
         return None
     import dlib  # noqa: PLC0415 (only when available() said so)
 
-    shape = _model("shape68")(img, dlib.rectangle(0, 0, w - 1, h - 1))
+    box = (-round(beside * w), -round(above * h), w - 1 + round(beside * w), h - 1)
+    shape = _model("shape68")(img, dlib.rectangle(*box))
     points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
     five = lower_face_from_eyes(five_from_68(points))
-    return Detection(box=(0.0, 0.0, float(w), float(h)), landmarks=five.astype(np.float32), score=0.0,
+    return Detection(box=tuple(float(v) for v in (box[0], box[1], box[2] + 1, box[3] + 1)),
+                     landmarks=five.astype(np.float32), score=0.0,
                      method="frame", masked=True, shape68=points.astype(np.float32))
