@@ -188,8 +188,8 @@ def test_unmask_predict_uses_the_shipped_model_unless_told_to_use_the_demo_one(p
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
 
     def predict(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "unmask", "predict", str(photo), "-o", str(tmp_path / "out"), *args],
-                              cwd=project, env=env, capture_output=True, text=True, timeout=300)
+        command = [sys.executable, "-m", "unmask", "predict", str(photo), "-o", str(tmp_path / "out"), *args]
+        return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=300)
 
     # the project's model was trained on the procedural demo faces: never used on photos silently
     shipped = predict()
@@ -205,7 +205,8 @@ def test_unmask_predict_uses_the_shipped_model_unless_told_to_use_the_demo_one(p
 
 @pytest.mark.slow
 def test_missing_celeba_fails_at_once_with_instructions(project: Path, tmp_path: Path):
-    result = _kedro(project, "--pipelines=ingest", "--params", f"ingest.source=celeba,ingest.celeba_path={tmp_path}/nope")
+    missing = f"ingest.source=celeba,ingest.celeba_path={tmp_path}/nope"
+    result = _kedro(project, "--pipelines=ingest", "--params", missing)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "img_align_celeba" in output and "data/01_raw/celeba" in output

@@ -3,14 +3,14 @@ parameters each group's declared schema accepts; the renamed ``cpu`` environment
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 
 import pytest
 
+from tests.test_conventions import schema_of
 from unmask import settings
-from unmask.params import ParamsModel, validated
+from unmask.params import validated
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 ENVIRONMENTS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("base", "local"))
@@ -22,15 +22,10 @@ def _parameters(env: str) -> dict:
     return loader["parameters"]
 
 
-def schema(group: str) -> type[ParamsModel]:
-    """``unmask.params.<group>.<Group>Params``, the declared schema of ``params:<group>``."""
-    return getattr(importlib.import_module(f"unmask.params.{group}"), f"{group.capitalize()}Params")
-
-
 @pytest.mark.parametrize("env", ["base", *ENVIRONMENTS])
 @pytest.mark.parametrize("group", GROUPS)
 def test_environment_parameters_are_valid(env, group):
-    validated(schema(group), group, _parameters(env)[group])
+    validated(schema_of(group), group, _parameters(env)[group])
 
 
 def test_every_environment_is_known():
