@@ -17,11 +17,12 @@ export DO_NOT_TRACK := 1
 
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test evaluate repro mlflow-ui gpu-check clean-data help
+.PHONY: install run test lint evaluate repro mlflow-ui gpu-check clean-data help
 
 help:
 	@echo "make run        install (if needed) and run the whole pipeline (demo data unless CelebA is present)"
-	@echo "make test       install (if needed) and run the test suite"
+	@echo "make test       install (if needed), lint (ruff) and run the test suite"
+	@echo "make lint       ruff check: the style rules in pyproject.toml [tool.ruff]"
 	@echo "make evaluate   re-evaluate the current model on the current test split"
 	@echo "make repro      dvc repro: run the stages whose inputs changed"
 	@echo "make mlflow-ui  open the MLflow UI on http://127.0.0.1:5000"
@@ -46,7 +47,10 @@ endif
 run: $(STAMP)
 	$(BIN)/kedro run
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: lint
 	$(BIN)/python -m pytest
 
 evaluate: $(STAMP)

@@ -1,12 +1,12 @@
 """Ablation of the restoration model: train and evaluate each variant on the same data, one table.
 
-    .venv/bin/python benchmarks/ablation.py --env cpu --epochs 3
+    .venv/bin/python benchmarks/ablation.py --env celeba_sample --epochs 3
 
 Each variant is a set of ``train`` (and ``evaluate``) parameter overrides on top of the Kedro
-environment ``--env`` (``conf/cpu`` by default); a test-time-only variant re-evaluates the model of
-the variant it names instead of training again. For each one this runs ``kedro run --env ENV --pipelines=train,evaluate``
+environment ``--env`` (``conf/celeba_sample`` by default); a test-time-only variant re-evaluates the
+model of the variant it names instead of training again. For each one this runs ``kedro run --env ENV --pipelines=train,evaluate``
 with those overrides in a fresh process (so every variant is its own MLflow run, comparable in the
-MLflow UI), on the data the environment already prepared (run ``kedro run --env cpu
+MLflow UI), on the data the environment already prepared (run ``kedro run --env celeba_sample
 --pipelines=ingest,faces,masks,split --params ingest.celeba_path=...`` first, or pass ``--celeba
 PATH`` to do it here). Every variant gets the same number of epochs (``--epochs``; the paper's
 network, 3.4x slower per epoch at 64 px, gets ``--paper-epochs``) and the cosine schedule spans
@@ -72,10 +72,11 @@ VARIANTS: dict[str, Variant] = {
                          {**NARROW, "composite": True, "mask_loss_weight": 1.0}),
     "ssim_mae": Variant("+ (1-SSIM)+L1 instead of (1-SSIM)+MSE", {"fresh_masks": False, "batch_norm": False}),
     "fresh_masks": Variant("+ a fresh mask on every training face each epoch", {"batch_norm": False}),
-    "batch_norm": Variant("+ batch norm after every convolution of the conv blocks: the `conf/cpu` network", {}),
-    "flip_average": Variant("+ flip averaging at test time (the `batch_norm` weights): the `conf/cpu` model", {},
-                            {"flip_average": True}, reuses="batch_norm"),
-    "holdout": Variant("the `conf/cpu` network with the kn95 style held out of training",
+    "batch_norm": Variant("+ batch norm after every convolution of the conv blocks: the `conf/celeba_sample` "
+                          "network", {}),
+    "flip_average": Variant("+ flip averaging at test time (the `batch_norm` weights): the `conf/celeba_sample` "
+                            "model", {}, {"flip_average": True}, reuses="batch_norm"),
+    "holdout": Variant("the `conf/celeba_sample` network with the kn95 style held out of training",
                        {"holdout_styles": ["kn95"]}, compare_with="batch_norm"),
 }
 
@@ -147,7 +148,7 @@ def _table(rows: list[dict], epochs: int, paper_epochs: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--env", default="cpu", help="Kedro environment the variants start from")
+    parser.add_argument("--env", default="celeba_sample", help="Kedro environment the variants start from")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per variant")
     parser.add_argument("--paper-epochs", type=int, default=2, help="epochs for the paper's (slower) network")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")

@@ -4,7 +4,7 @@
     #    time, then 1-3 min of segmentation; --export-train also hands the train half to training)
     nice -n 15 .venv/bin/python benchmarks/bench_real_mask_proxy.py extract \\
         --photos ../shared/data/real_masked_faces_dev.zip
-    # 2. paste the test half onto the test faces of `kedro run --env=cpu` and score every method
+    # 2. paste the test half onto the test faces of `kedro run --env=celeba_sample` and score every method
     #    (~1 min for 1,000 faces with --synthetic)
     nice -n 15 .venv/bin/python benchmarks/bench_real_mask_proxy.py score --synthetic --out /tmp/real_mask_proxy
 
@@ -28,8 +28,9 @@ share the canonical frame, so pasting is a resize, through the similarity from t
 face's own landmarks in ``face_landmarks.parquet``, with a small seeded jitter), cut-outs assigned to
 faces by a seeded shuffle, and scores in the true mask (every pixel the paste changed) with the
 project's metrics as the evaluate pipeline computes them (PSNR and L1 from :mod:`unmask.models.metrics`,
-SSIM from evaluate's float32 map; "in mask" over the mask's pixels) for: our model, blind (``--checkpoint``, with flip averaging as ``conf/cpu``
-evaluates it), the masked input unchanged, and OpenCV Telea and Navier-Stokes given the true mask
+SSIM from evaluate's float32 map; "in mask" over the mask's pixels) for: our model, blind (``--checkpoint``,
+with flip averaging as ``conf/celeba_sample`` evaluates it), the masked input unchanged, and OpenCV Telea
+and Navier-Stokes given the true mask
 (:func:`unmask.imaging.classical_inpainting.inpaint_with_mask`, radius 3, no dilation, as evaluate).
 ``--synthetic`` adds the same faces with the pipeline's own synthetic masks, for the gap. Prints a
 Markdown table; writes ``results.json``, ``per_image.csv`` and a masked | ours | Telea | truth grid
@@ -335,7 +336,7 @@ def _load_split(data: Path) -> list[str]:
 
     path = data / "05_model_input" / "data_split.parquet"
     if not path.is_file():
-        raise SystemExit(f"{path} not found: prepare the data first, e.g. `kedro run --env=cpu "
+        raise SystemExit(f"{path} not found: prepare the data first, e.g. `kedro run --env=celeba_sample "
                          "--pipelines=ingest,faces,masks,split --params ingest.celeba_path=...`")
     split = pd.read_parquet(path)
     return sorted(split.loc[split["split"] == "test", "image_id"].astype(str))

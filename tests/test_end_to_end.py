@@ -12,33 +12,24 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models",
           "07_model_output", "08_reporting")
 
-# 48 demo images at 32x32 and one epoch of a very narrow RA-UNet: the real code path, in seconds.
-TINY = {
-    "ingest": {"source": "demo", "demo_images": 48, "demo_identities": 16},
-    "faces": {"size": 32},
-    "split": {"test_count": 8},
-    "train": {"filters": [4, 8, 16], "epochs": 1, "batch_size": 8},
-    "evaluate": {"batch_size": 8, "timing_images": 3, "grid_images": 4},
-}
-
 
 def _kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "kedro", "run", "--env=tiny", *args],
+        [sys.executable, "-m", "kedro", "run", "--env=test", *args],
         cwd=project, env=env, capture_output=True, text=True, timeout=600,
     )
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A copy of the project's configuration in a temporary folder, with a `tiny` environment."""
+    """A copy of the project's configuration (its `test` environment: 48 demo images at 32x32, one epoch
+    of a very narrow RA-UNet) in a temporary folder: the runs write their data there, not in the checkout."""
     root = tmp_path_factory.mktemp("unmask_project")
     shutil.copytree(REPO / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
@@ -48,8 +39,6 @@ def project(tmp_path_factory) -> Path:
     (root / "src").mkdir()
     for layer in LAYERS:
         (root / "data" / layer).mkdir(parents=True)
-    (root / "conf" / "tiny").mkdir()
-    (root / "conf" / "tiny" / "parameters.yml").write_text(yaml.safe_dump(TINY))
     return root
 
 
@@ -155,7 +144,7 @@ def test_the_notebook_runs_on_the_latest_run(project: Path, default_run, monkeyp
     nbclient = pytest.importorskip("nbclient")
     notebook = nbformat.read(REPO / "notebooks" / "latest_run.ipynb", as_version=4)
     monkeypatch.setenv("UNMASK_PROJECT", str(project))
-    monkeypatch.setenv("KEDRO_ENV", "tiny")
+    monkeypatch.setenv("KEDRO_ENV", "test")
     nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(project)}}).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
@@ -199,8 +188,8 @@ def test_unmask_predict_uses_the_shipped_model_unless_told_to_use_the_demo_one(p
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
 
     def predict(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "unmask", "predict", str(photo), "-o", str(tmp_path / "out"), *args],
-                              cwd=project, env=env, capture_output=True, text=True, timeout=300)
+        command = [sys.executable, "-m", "unmask", "predict", str(photo), "-o", str(tmp_path / "out"), *args]
+        return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=300)
 
     # the project's model was trained on the procedural demo faces: never used on photos silently
     shipped = predict()
@@ -210,13 +199,14 @@ def test_unmask_predict_uses_the_shipped_model_unless_told_to_use_the_demo_one(p
     # asked for by path, the demo model runs at the crop size its training wrote into model.json
     demo = predict("--checkpoint", "data/06_models/model.safetensors")
     assert demo.returncode == 0, demo.stderr[-4000:]
-    assert "32x32 crops (from model.json (crop_size)" in demo.stderr  # faces.size of the tiny run, kept by train
+    assert "32x32 crops (from model.json (crop_size)" in demo.stderr  # faces.size of conf/test, kept by train
     assert Image.open(tmp_path / "out" / "photo.png").size == (256, 300)
 
 
 @pytest.mark.slow
 def test_missing_celeba_fails_at_once_with_instructions(project: Path, tmp_path: Path):
-    result = _kedro(project, "--pipelines=ingest", "--params", f"ingest.source=celeba,ingest.celeba_path={tmp_path}/nope")
+    missing = f"ingest.source=celeba,ingest.celeba_path={tmp_path}/nope"
+    result = _kedro(project, "--pipelines=ingest", "--params", missing)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "img_align_celeba" in output and "data/01_raw/celeba" in output

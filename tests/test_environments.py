@@ -1,43 +1,39 @@
 """Every Kedro environment in conf/ merges over base (as the project's settings merge them) into
-parameters the nodes accept."""
+parameters each group's declared schema accepts; the renamed ``cpu`` environment still runs."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
-from kedro.config import OmegaConfigLoader
 
+from tests.test_conventions import schema_of
 from unmask import settings
-from unmask.pipelines.evaluate.nodes import _settings as evaluate_settings
-from unmask.pipelines.faces.nodes import validate_faces_params
-from unmask.pipelines.ingest.nodes import _check_params as check_ingest_params
-from unmask.pipelines.masks.nodes import validate_masks_params
-from unmask.pipelines.split.nodes import _validate_split_params
-from unmask.pipelines.train.nodes import parse_train_params
+from unmask.params import validated
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 ENVIRONMENTS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("base", "local"))
+GROUPS = sorted(p.stem.removeprefix("parameters_") for p in (CONF / "base").glob("parameters_*.yml"))
 
 
 def _parameters(env: str) -> dict:
-    loader = OmegaConfigLoader(str(CONF), **{**settings.CONFIG_LOADER_ARGS, "default_run_env": env})
+    loader = settings.CONFIG_LOADER_CLASS(str(CONF), **{**settings.CONFIG_LOADER_ARGS, "default_run_env": env})
     return loader["parameters"]
 
 
 @pytest.mark.parametrize("env", ["base", *ENVIRONMENTS])
-def test_environment_parameters_are_valid(env):
-    params = _parameters(env)
-    check_ingest_params(params["ingest"])
-    validate_faces_params(params["faces"])
-    validate_masks_params(params["masks"])
-    _validate_split_params(params["split"])
-    parse_train_params(params["train"])
-    evaluate_settings(params["evaluate"])
+@pytest.mark.parametrize("group", GROUPS)
+def test_environment_parameters_are_valid(env, group):
+    validated(schema_of(group), group, _parameters(env)[group])
 
 
-def test_cpu_environment_is_the_documented_configuration():
-    params = _parameters("cpu")
+def test_every_environment_is_known():
+    assert {"celeba", "celeba_sample", "test"} <= set(ENVIRONMENTS) and "cpu" not in ENVIRONMENTS
+
+
+def test_celeba_sample_environment_is_the_documented_configuration():
+    params = _parameters("celeba_sample")
     assert params["ingest"]["source"] == "celeba"
     assert params["split"] == {**params["split"], "test_count": 1000, "test_pick": "last"}
     assert set(params["evaluate"]["grid_ids"]) <= {f"{i:06d}" for i in range(8001, 9001)}
@@ -45,3 +41,26 @@ def test_cpu_environment_is_the_documented_configuration():
     assert params["train"]["composite"] is True and 64 <= params["faces"]["size"] <= 128
     assert params["train"]["fresh_masks"] is True and params["evaluate"]["flip_average"] is True
     assert params["train"]["batch_norm"] is True
+
+
+@pytest.mark.parametrize("argument", ["env", "default_run_env"])
+def test_the_old_cpu_name_runs_celeba_sample_with_a_deprecation_warning(argument, caplog):
+    args = {**settings.CONFIG_LOADER_ARGS, argument: "cpu"}
+    with caplog.at_level(logging.WARNING, logger="unmask.settings"):
+        loader = settings.CONFIG_LOADER_CLASS(str(CONF), **args)
+    assert loader["parameters"] == _parameters("celeba_sample")
+    (record,) = [r for r in caplog.records if r.name == "unmask.settings"]
+    assert "--env=cpu is deprecated" in record.getMessage() and "--env=celeba_sample" in record.getMessage()
+
+
+def test_other_environments_load_without_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="unmask.settings"):
+        settings.CONFIG_LOADER_CLASS(str(CONF), env="celeba", **settings.CONFIG_LOADER_ARGS)["parameters"]
+    assert not [r for r in caplog.records if r.name == "unmask.settings"]
+
+
+def test_the_test_environment_is_tiny():
+    params = _parameters("test")
+    assert params["ingest"]["source"] == "demo" and params["ingest"]["demo_images"] <= 64
+    assert params["faces"]["size"] == 32 and params["train"]["epochs"] == 1
+    assert params["train"]["filters"] == [4, 8, 16]

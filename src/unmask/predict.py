@@ -61,8 +61,8 @@ DEFAULT_CHECKPOINT = Path("data/06_models/model.safetensors")
 #: The CelebA model committed to the repository (``<repo>/models``, beside ``src/``).
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "unmask_ra_unet_64.safetensors"
 #: A face is restored when the mask head's mask covers at least this fraction of its crop. Tuned with
-#: benchmarks/bench_real_photos.py on every 6th real photo from the 2nd (a preview of the conf/cpu
-#: CelebA model): masked faces' masks cover a median 19 % of the crop, unmasked faces' 0 % (95th
+#: benchmarks/bench_real_photos.py on every 6th real photo from the 2nd (a preview of the
+#: conf/celeba_sample CelebA model): masked faces' masks cover a median 19 % of the crop, unmasked faces' 0 % (95th
 #: percentile 0.2 %); at 0.04, 87.9 % of the masked photos and 2.2 % of the unmasked ones pass
 #: (0.08: 85.6 % and 1.8 %; 0.02: 90.5 % and 2.5 %).
 DEFAULT_MIN_MASK_FRACTION = 0.04

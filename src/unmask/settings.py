@@ -1,8 +1,33 @@
 """Kedro project settings. kedro-mlflow registers its hooks itself through its plugin entry point."""
 
+from __future__ import annotations
+
+import logging
+
 from kedro.config import OmegaConfigLoader
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+#: Old environment names still accepted for one release, and the environment each now means.
+RENAMED_ENVIRONMENTS = {"cpu": "celeba_sample"}
+
+
+class ConfigLoader(OmegaConfigLoader):
+    """Kedro's ``OmegaConfigLoader`` that runs a renamed environment under its new name, with a warning."""
+
+    def __init__(self, conf_source, env: str | None = None, *args, default_run_env: str | None = None, **kwargs):
+        super().__init__(conf_source, _renamed(env), *args, default_run_env=_renamed(default_run_env), **kwargs)
+
+
+def _renamed(env: str | None) -> str | None:
+    """``env``, or the new name of a renamed one (logged as deprecated)."""
+    if env not in RENAMED_ENVIRONMENTS:
+        return env
+    new = RENAMED_ENVIRONMENTS[env]
+    logging.getLogger(__name__).warning(
+        "--env=%s is deprecated and will be removed in the next release: use --env=%s (conf/%s).", env, new, new)
+    return new
+
+
+CONFIG_LOADER_CLASS = ConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
