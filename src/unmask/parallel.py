@@ -4,6 +4,8 @@ One pool of ``spawn``-started worker processes per worker count is created on fi
 for the life of the process, so the stages of one ``kedro run`` (and the image layers of one stage)
 pay the start-up (about a second: imports) once. Work is handed over in chunks of items, at most a
 few chunks ahead of the results read back, so memory does not grow with the number of images.
+Work that mostly waits on I/O or on code that releases the GIL (decoding images) can run in threads
+instead (``threads=True``), which start at once.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,29 @@ def _drop_pool(workers: int, pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _in_order(pool: Executor, fn: Callable[[Sequence[T]], R], chunks: Iterable[Sequence[T]], max_pending: int,
+              bar: Any) -> Iterator[R]:
+    """``fn(chunk)`` for every chunk, run in ``pool`` and read back in order, ``max_pending`` at most in flight."""
+    pending: deque[tuple[Future, int]] = deque()
+    chunks = iter(chunks)
+    try:
+        while True:
+            while len(pending) < max_pending:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                pending.append((pool.submit(fn, chunk), len(chunk)))
+            if not pending:
+                return
+            future, n = pending.popleft()
+            result = future.result()
+            bar.update(n)
+            yield result
+    finally:
+        for future, _ in pending:
+            future.cancel()
+
+
 def map_chunks(
     fn: Callable[[Sequence[T]], R],
     chunks: Iterable[Sequence[T]],
@@ -94,10 +119,11 @@ def map_chunks(
     desc: str,
     unit: str = "img",
     progress: bool = True,
+    threads: bool = False,
 ) -> Iterator[R]:
-    """``fn(chunk)`` for every chunk, in order; in ``workers`` processes when ``workers > 1``.
+    """``fn(chunk)`` for every chunk, in order; in ``workers`` processes (threads if ``threads``) when ``workers > 1``.
 
-    ``fn`` and the chunks must be picklable when ``workers > 1`` (module-level functions and
+    ``fn`` and the chunks must be picklable when they go to processes (module-level functions and
     plain data). A progress bar counts the items (``total`` in all) with their rate. At most
     ``3 * workers`` chunks are in flight. An exception raised by ``fn`` is raised here, after the
     chunks not yet started are cancelled.
@@ -112,28 +138,16 @@ def map_chunks(
                 bar.update(len(chunk))
                 yield result
             return
+        if threads:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                yield from _in_order(pool, fn, chunks, 3 * workers, bar)
+            return
         pool = process_pool(workers)
-        pending: deque[tuple[Future, int]] = deque()
-        chunks = iter(chunks)
         try:
-            while True:
-                while len(pending) < 3 * workers:
-                    chunk = next(chunks, None)
-                    if chunk is None:
-                        break
-                    pending.append((pool.submit(fn, chunk), len(chunk)))
-                if not pending:
-                    return
-                future, n = pending.popleft()
-                result = future.result()
-                bar.update(n)
-                yield result
+            yield from _in_order(pool, fn, chunks, 3 * workers, bar)
         except BrokenProcessPool:
             _drop_pool(workers, pool)
             raise
-        finally:
-            for future, _ in pending:
-                future.cancel()
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sys
 import types
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from unmask.imaging.alignment import template_points, transform_points
+from unmask.imaging.alignment import BORDER_MODES, template_points, transform_points
 from unmask.imaging.landmarks import LANDMARK_COLUMNS, landmarks_from_row, landmarks_to_columns
+from unmask.params.faces import BorderMode
 from unmask.pipelines.faces.nodes import MATRIX_COLUMNS, crop_faces
 from unmask.pipelines.faces.pipeline import create_pipeline
 
@@ -130,17 +132,23 @@ def test_border_parameter_is_used(fake_celeba):
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"size": 100, "border": "reflect"}, "divisible by 16"),
-        ({"size": 8, "border": "reflect"}, ">= 16"),
-        ({"size": "256", "border": "reflect"}, "integer"),
-        ({"size": 64.0, "border": "reflect"}, "integer"),
-        ({"size": True, "border": "reflect"}, "integer"),
-        ({"size": 64, "border": "wrap"}, "reflect"),
+        ({"size": 100, "border": "reflect"}, "faces.size=100: .*divisible by 16"),
+        ({"size": 8, "border": "reflect"}, "faces.size=8: .*greater than or equal to 16"),
+        ({"size": "256", "border": "reflect"}, "faces.size='256': .*integer"),
+        ({"size": 64.0, "border": "reflect"}, "faces.size=64.0: .*integer"),
+        ({"size": True, "border": "reflect"}, "faces.size=True: .*integer"),
+        ({"size": 64, "border": "wrap"}, "faces.border='wrap': .*'reflect', 'replicate' or 'constant'"),
+        ({"size": 64}, "faces.border is missing"),
+        ({"size": 64, "border": "reflect", "side": 64}, "unknown parameter faces.side"),
     ],
 )
 def test_bad_params_are_rejected(params, message):
     with pytest.raises(ValueError, match=message):
         crop_faces(make_index({"000001": CELEBA_MEAN}), params)
+
+
+def test_border_modes_are_the_warps():
+    assert set(get_args(BorderMode)) == set(BORDER_MODES)
 
 
 def test_degenerate_landmarks_name_the_image():

@@ -7,17 +7,15 @@ the test is about ingestion logic; one test runs the real dlib detector on a pho
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
-import re
-import threading
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,18 +25,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from tests.conftest import base_params
 from unmask.imaging.celeba import template_landmarks
 from unmask.imaging.demo_faces import generate_demo_celeba
 from unmask.imaging.landmarks import LANDMARK_COLUMNS
-from unmask.pipelines.ingest import nodes
-from unmask.pipelines.ingest.nodes import (
-    INDEX_COLUMNS,
-    index_celeba_images,
-    ingest_metrics,
-    locate_celeba_source,
-    pick_face,
-    report_ingest,
-)
+from unmask.pipelines.ingest import index as ingest_index
+from unmask.pipelines.ingest.index import INDEX_COLUMNS
+from unmask.pipelines.ingest.metrics import ingest_metrics
+from unmask.pipelines.ingest.nodes import index_celeba_images, locate_celeba_source, report_ingest
 from unmask.pipelines.ingest.pipeline import create_pipeline
 
 N_IMAGES, N_IDS = 12, 4
@@ -88,7 +82,7 @@ def fake_landmarks(x, y, w, h) -> np.ndarray:
 
 @pytest.fixture
 def fake_detector(monkeypatch):
-    monkeypatch.setattr(nodes, "_make_detector", lambda settings: FakeDetector())
+    monkeypatch.setattr(ingest_index, "make_detector", lambda settings: FakeDetector())
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +93,9 @@ def demo_master(tmp_path_factory) -> Path:
 @pytest.fixture
 def params(tmp_path, demo_master) -> dict:
     shutil.copytree(demo_master, tmp_path / "demo_celeba")  # already complete: reused, not regenerated
-    return {"source": "auto", "celeba_path": str(tmp_path / "celeba"), "demo_path": str(tmp_path / "demo_celeba"),
-            "demo_images": N_IMAGES, "demo_identities": N_IDS, "seed": 0, "limit": None, "min_size": 32}
+    return base_params("ingest", source="auto", celeba_path=str(tmp_path / "celeba"),
+                       demo_path=str(tmp_path / "demo_celeba"), demo_images=N_IMAGES, demo_identities=N_IDS, seed=0,
+                       limit=None, min_size=32)
 
 
 @pytest.fixture
@@ -163,8 +158,35 @@ def test_celeba_with_wrong_path_fails_helpfully(params, tmp_path):
 
 
 def test_bad_source_rejected(params):
-    with pytest.raises(ValueError, match="auto, demo, celeba"):
+    with pytest.raises(ValueError, match="ingest.source='imagenet': .*'auto', 'demo' or 'celeba'"):
         locate_celeba_source({**params, "source": "imagenet"})
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"check": "full"}, "ingest.check='full': .*'decode' or 'header'"),
+    ({"executor": "fork"}, "ingest.executor='fork': .*'auto', 'process' or 'thread'"),
+    ({"min_size": "32"}, "ingest.min_size='32'"),
+    ({"limit": 0}, "ingest.limit=0"),
+    ({"workers": True}, "ingest.workers=True"),
+    ({"chunk_size": 0}, "ingest.chunk_size=0"),
+    ({"demo_images": 2.5}, "ingest.demo_images=2.5"),
+    ({"detector": {"min_side": 160, "max_side": 1280, "use_cnn": True, "upsample": 2}},
+     "unknown parameter ingest.detector.upsample"),
+    ({"detector": {"min_side": 640, "max_side": 320, "use_cnn": True}}, "ingest.detector=.*max_side"),
+    ({"detector": {"min_side": 160, "max_side": 1280, "use_cnn": "no"}}, "ingest.detector.use_cnn='no'"),
+    ({"sources": "demo"}, "unknown parameter ingest.sources"),
+])
+def test_bad_parameters_are_rejected_before_any_work(params, override, message):
+    with pytest.raises(ValueError, match=message):
+        locate_celeba_source({**params, **override})
+    with pytest.raises(ValueError, match=message):
+        index_celeba_images({"path": params["demo_path"]}, {**params, **override})
+
+
+def test_a_missing_parameter_is_named(params):
+    del params["celeba_path"]
+    with pytest.raises(ValueError, match="ingest.celeba_path is missing"):
+        locate_celeba_source(params)
 
 
 # --------------------------------------------------------------------------------- indexing --
@@ -283,7 +305,7 @@ def test_images_without_any_annotation_files(params, celeba_copy, fake_detector)
     # landmark_fallback: template skips the detector (the old behaviour)
     index, _ = _index({**params, "source": "celeba", "landmark_fallback": "template"})
     assert (index["landmark_source"] == "template").all()
-    with pytest.raises(ValueError, match="landmark_fallback must be one of detector, template"):
+    with pytest.raises(ValueError, match="ingest.landmark_fallback='guess': .*'detector' or 'template'"):
         _index({**params, "source": "celeba", "landmark_fallback": "guess"})
 
 
@@ -319,24 +341,6 @@ def test_pipeline_wiring():
     assert nodes["report_ingest_node"].inputs == ["celeba_index", "quarantine"]
     assert nodes["report_ingest_node"].outputs == ["ingest_report", "ingest_mlflow_metrics"]
     assert all(n.namespace is None for n in nodes.values())
-
-
-# --------------------------------------------------------------------------- face choosing --
-
-
-def test_pick_face_prefers_large_central_faces():
-    def det(x0, y0, x1, y1):
-        return FakeDetection((x0, y0, x1, y1), np.zeros((5, 2)))
-
-    central = det(40, 50, 140, 150)           # 100 px, at the centre of a 178x218 image
-    corner_big = det(0, 0, 120, 120)          # larger, far from the centre
-    tiny_centre = det(84, 104, 94, 114)       # right at the centre, tiny
-    assert pick_face([tiny_centre, corner_big, central], 178, 218) is central
-    assert pick_face([tiny_centre, corner_big], 178, 218) is corner_big
-    assert pick_face([], 178, 218) is None
-    # with an annotated box, only faces centred inside it count
-    assert pick_face([central, corner_big], 178, 218, bbox=(0, 0, 80, 80)) is corner_big
-    assert pick_face([central], 178, 218, bbox=(150, 150, 170, 210)) is None
 
 
 # ---------------------------------------------------------------------------- wild layout ----
@@ -454,9 +458,9 @@ def test_aligned_images_search_the_face_region_first_then_the_whole_image(params
     FakeDetector.use_cnn_calls.clear()
     _index({**params, "source": "celeba", "executor": "thread", "workers": 1, "aligned_cnn": True})
     assert FakeDetector.use_cnn_calls == [None]  # the detector's own setting: CNN on
-    with pytest.raises(ValueError, match="aligned_cnn"):
+    with pytest.raises(ValueError, match="ingest.aligned_cnn='yes'"):
         _index({**params, "source": "celeba", "aligned_cnn": "yes"})
-    with pytest.raises(ValueError, match="aligned_region_margin"):
+    with pytest.raises(ValueError, match="ingest.aligned_region_margin=-1: .*greater than or equal to 0"):
         _index({**params, "source": "celeba", "aligned_region_margin": -1})
 
 
@@ -475,27 +479,6 @@ def test_detection_in_worker_processes(params, celeba_copy, fake_detector, caplo
     pids = {int(p) for p in re.findall(r"fake:(\d+)", caplog.text)}
     assert pids and os.getpid() not in pids  # the detector ran in the pool's processes
     assert "2 processes" in caplog.text
-
-
-def test_stream_keeps_a_bounded_number_of_tasks_in_flight():
-    pulled, gate = [], threading.Event()
-
-    def tasks():
-        for k in range(20):
-            pulled.append(k)
-            yield k, [k]
-
-    def slow(payload):
-        gate.wait(5)
-        return payload
-
-    with ThreadPoolExecutor(2) as pool:
-        stream = nodes._stream(pool, slow, tasks(), max_pending=3)
-        threading.Timer(0.2, gate.set).start()
-        first = next(stream)
-        assert len(pulled) <= 4  # 3 in flight, plus at most the one submitted after the first result
-        rest = list(stream)
-    assert sorted([first[0]] + [k for k, _ in rest]) == list(range(20))
 
 
 def test_missing_detector_is_a_clear_error(params, celeba_copy, monkeypatch):

@@ -1,9 +1,10 @@
 import pandas as pd
 import pytest
 
+from tests.conftest import base_params
 from unmask.pipelines.split.nodes import split_dataset
 
-PARAMS = {"test_count": 20, "val_fraction": 0.2, "seed": 0, "identity_disjoint": True}
+PARAMS = base_params("split", test_count=20, test_pick="random", val_fraction=0.2, seed=0, identity_disjoint=True)
 
 
 def _tables(n: int, images_per_identity: int | None = 3):
@@ -49,12 +50,16 @@ def test_too_few_images_gives_the_numbers():
 
 
 @pytest.mark.parametrize(
-    "override", [{"test_count": 0}, {"test_count": "10"}, {"val_fraction": 1.5}, {"val_fraction": 0},
-                 {"test_pick": "first"}]
+    "override, message",
+    [({"test_count": 0}, "split.test_count=0"), ({"test_count": "10"}, "split.test_count='10'"),
+     ({"val_fraction": 1.5}, "split.val_fraction=1.5"), ({"val_fraction": 0}, "split.val_fraction=0"),
+     ({"test_pick": "first"}, "split.test_pick='first'.*'random' or 'last'"), ({"seed": True}, "split.seed=True"),
+     ({"identity_disjoint": "yes"}, "split.identity_disjoint='yes'"),
+     ({"test_size": 10}, "unknown parameter split.test_size")],
 )
-def test_bad_parameters_are_rejected(override):
+def test_bad_parameters_are_rejected(override, message):
     metadata, index = _tables(100)
-    with pytest.raises(ValueError, match="split\\."):
+    with pytest.raises(ValueError, match=message):
         split_dataset(metadata, index, {**PARAMS, **override})
 
 

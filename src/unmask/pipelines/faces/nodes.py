@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
 from unmask.datasets.lazy_partitions import LazyPartitions
-from unmask.imaging.alignment import BORDER_MODES, estimate_alignments, warp_to_crop
+from unmask.imaging.alignment import estimate_alignments, warp_to_crop
 from unmask.imaging.landmarks import LANDMARK_COLUMNS
+from unmask.params import validated
+from unmask.params.faces import FacesParams
 
 logger = logging.getLogger(__name__)
 
@@ -29,30 +30,13 @@ MATRIX_COLUMNS: list[str] = ["m00", "m01", "m02", "m10", "m11", "m12"]
 _REQUIRED_COLUMNS = ["image_id", "source", "member", *LANDMARK_COLUMNS]
 
 
-def validate_faces_params(params: dict[str, Any]) -> tuple[int, str]:
-    """Check the ``faces`` parameter group and return ``(size, border)``."""
-    if not isinstance(params, dict):
-        raise ValueError(f"params:faces must be a mapping like {{'size': 256, 'border': 'reflect'}}, got {params!r}")
-    size = params.get("size", 256)
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 16 or size % 16:
-        raise ValueError(
-            f"faces.size must be an integer >= 16 and divisible by 16 (the UNet halves it 4 times), "
-            f"got {size!r}; set e.g. `faces: {{size: 256}}` in conf/<env>/parameters*.yml"
-        )
-    border = params.get("border", "reflect")
-    if border not in BORDER_MODES:
-        raise ValueError(
-            f"faces.border must be one of {sorted(BORDER_MODES)}, got {border!r}; "
-            "fix `faces.border` in conf/<env>/parameters*.yml"
-        )
-    return int(size), str(border)
-
-
 def _floats(values: pd.DataFrame | pd.Series) -> np.ndarray:
     """Numeric columns as float64 with NaN for missing values (works for nullable dtypes too)."""
     if isinstance(values, pd.Series):
         return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    return np.stack([_floats(values[c]) for c in values.columns], axis=1) if len(values.columns) else np.empty((len(values), 0))
+    if not len(values.columns):
+        return np.empty((len(values), 0))
+    return np.stack([_floats(values[c]) for c in values.columns], axis=1)
 
 
 class FaceCrop:
@@ -99,25 +83,8 @@ class FaceCrop:
         return f"FaceCrop({self.image_id!r}, {self.source!r}, {self.member!r}, size={self.size})"
 
 
-def crop_faces(celeba_index: pd.DataFrame, params: dict) -> tuple[LazyPartitions[FaceCrop], pd.DataFrame]:
-    """Align every indexed image to a ``size`` x ``size`` crop.
-
-    Args:
-        celeba_index: one row per image with ``image_id``, ``source`` (folder or zip path),
-            ``member`` (name inside it), optional ``width``/``height`` and the 10
-            ``LANDMARK_COLUMNS`` (image pixel coordinates).
-        params: the ``faces`` group: ``{"size": 256, "border": "reflect"}``.
-
-    Returns:
-        ``face_crops``: ``{image_id: FaceCrop}`` (a :class:`LazyPartitions` mapping; calling a
-        ``FaceCrop`` reads and warps the image and returns the PIL RGB crop), and ``face_landmarks``: ``image_id``, the 10 landmark columns in
-        crop pixel coordinates, the image->crop matrix ``m00 .. m12`` and the crop ``size``.
-
-    Raises:
-        ValueError: bad parameters, missing columns, duplicate ids or degenerate landmarks
-            (NaN, coincident eyes) in any row, naming the offending image ids.
-    """
-    size, border = validate_faces_params(params)
+def _checked_ids(celeba_index: pd.DataFrame) -> list[str]:
+    """The index's image ids; ``ValueError`` for missing columns or duplicate ids."""
     missing = [c for c in _REQUIRED_COLUMNS if c not in celeba_index.columns]
     if missing:
         raise ValueError(f"celeba_index lacks column(s) {missing}; it needs {_REQUIRED_COLUMNS}")
@@ -125,8 +92,11 @@ def crop_faces(celeba_index: pd.DataFrame, params: dict) -> tuple[LazyPartitions
     duplicated = pd.Series(ids)[pd.Series(ids).duplicated()].unique().tolist()
     if duplicated:
         raise ValueError(f"celeba_index has duplicate image_id values, e.g. {duplicated[:5]}")
+    return ids
 
-    points = _floats(celeba_index[LANDMARK_COLUMNS]).reshape(-1, 5, 2)
+
+def _alignments(points: np.ndarray, ids: list[str], size: int) -> np.ndarray:
+    """The (N, 2, 3) image->crop matrices; ``ValueError`` naming the images whose landmarks are unusable."""
     matrices, bad = estimate_alignments(points, size)
     if bad:
         first = [f"{ids[row]} ({reason})" for row, reason in list(bad.items())[:5]]
@@ -134,7 +104,12 @@ def crop_faces(celeba_index: pd.DataFrame, params: dict) -> tuple[LazyPartitions
             f"{len(bad)} image(s) of celeba_index have unusable landmarks; fix or drop them in the "
             f"ingest stage. First ones: {first}"
         )
-    # Columns, not one object per image: the jobs are made when the dataset saving them asks.
+    return matrices
+
+
+def _lazy_crops(celeba_index: pd.DataFrame, ids: list[str], matrices: np.ndarray, size: int,
+                border: str) -> LazyPartitions[FaceCrop]:
+    """``{image_id: FaceCrop}``, kept as columns: each job is made only when the dataset saving it asks."""
     frames = np.full((len(ids), 2), -1, dtype=np.int64)
     if "width" in celeba_index.columns and "height" in celeba_index.columns:
         widths, heights = _floats(celeba_index["width"]), _floats(celeba_index["height"])
@@ -151,7 +126,11 @@ def crop_faces(celeba_index: pd.DataFrame, params: dict) -> tuple[LazyPartitions
         return FaceCrop(str(id_array[i]), source_names[source_codes[i]], str(members[i]),
                         tuple(flat_matrices[i].tolist()), size, border, frame)
 
-    crops = LazyPartitions(id_array, crop_at)
+    return LazyPartitions(id_array, crop_at)
+
+
+def _crop_landmarks(ids: list[str], points: np.ndarray, matrices: np.ndarray, size: int) -> pd.DataFrame:
+    """``face_landmarks``: the landmarks in crop pixels, the image->crop matrix and the crop size per image."""
     crop_points = np.einsum("nij,nkj->nki", matrices[:, :, :2], points) + matrices[:, None, :, 2]
     face_landmarks = pd.DataFrame({"image_id": pd.Series(ids, dtype=object)})
     for k, column in enumerate(LANDMARK_COLUMNS):
@@ -159,5 +138,34 @@ def crop_faces(celeba_index: pd.DataFrame, params: dict) -> tuple[LazyPartitions
     for k, column in enumerate(MATRIX_COLUMNS):
         face_landmarks[column] = matrices.reshape(len(ids), 6)[:, k]
     face_landmarks["size"] = np.full(len(ids), size, dtype=np.int64)
-    logger.info("Aligning %d faces to %dx%d crops (border=%s)", len(crops), size, size, border)
+    return face_landmarks
+
+
+def crop_faces(celeba_index: pd.DataFrame, params: dict) -> tuple[LazyPartitions[FaceCrop], pd.DataFrame]:
+    """Align every indexed image to a ``size`` x ``size`` crop.
+
+    Args:
+        celeba_index: one row per image with ``image_id``, ``source`` (folder or zip path),
+            ``member`` (name inside it), optional ``width``/``height`` and the 10
+            ``LANDMARK_COLUMNS`` (image pixel coordinates).
+        params: the ``faces`` group (:class:`~unmask.params.faces.FacesParams`): ``size`` and ``border``.
+
+    Returns:
+        ``face_crops``: ``{image_id: FaceCrop}`` (a :class:`LazyPartitions` mapping; calling a
+        ``FaceCrop`` reads and warps the image and returns the PIL RGB crop), and ``face_landmarks``:
+        ``image_id``, the 10 landmark columns in crop pixel coordinates, the image->crop matrix
+        ``m00 .. m12`` and the crop ``size``.
+
+    Raises:
+        ValueError: bad parameters, missing columns, duplicate ids or degenerate landmarks
+            (NaN, coincident eyes) in any row, naming the offending image ids.
+    """
+    settings = validated(FacesParams, "faces", params)
+    ids = _checked_ids(celeba_index)
+    points = _floats(celeba_index[LANDMARK_COLUMNS]).reshape(-1, 5, 2)
+    matrices = _alignments(points, ids, settings.size)
+    crops = _lazy_crops(celeba_index, ids, matrices, settings.size, settings.border)
+    face_landmarks = _crop_landmarks(ids, points, matrices, settings.size)
+    logger.info("Aligning %d faces to %dx%d crops (border=%s)", len(crops), settings.size, settings.size,
+                settings.border)
     return crops, face_landmarks
