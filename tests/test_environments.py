@@ -12,9 +12,10 @@ from unmask import settings
 from unmask.pipelines.evaluate.nodes import _settings as evaluate_settings
 from unmask.pipelines.faces.nodes import validate_faces_params
 from unmask.pipelines.ingest.nodes import _check_params as check_ingest_params
-from unmask.pipelines.masks.nodes import validate_masks_params
 from unmask.pipelines.split.nodes import _validate_split_params
-from unmask.pipelines.train.nodes import parse_train_params
+from unmask.params import validated
+from unmask.params.masks import MasksParams
+from unmask.params.train import TrainParams
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 ENVIRONMENTS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("base", "local"))
@@ -30,9 +31,9 @@ def test_environment_parameters_are_valid(env):
     params = _parameters(env)
     check_ingest_params(params["ingest"])
     validate_faces_params(params["faces"])
-    validate_masks_params(params["masks"])
+    validated(MasksParams, "masks", params["masks"])
     _validate_split_params(params["split"])
-    parse_train_params(params["train"])
+    validated(TrainParams, "train", params["train"])
     evaluate_settings(params["evaluate"])
 
 
