@@ -23,7 +23,8 @@ def test_one_style_may_be_given_without_a_list():
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ({"workers": -1}, "masks.workers=-1"), ({"workers": True}, "masks.workers"), ({"parallel_from": 0}, "masks.parallel_from=0"),
+    ({"workers": -1}, "masks.workers=-1"), ({"workers": True}, "masks.workers"),
+    ({"parallel_from": 0}, "masks.parallel_from=0"),
 ])
 def test_pool_settings_are_checked(override, message):
     with pytest.raises(ValueError, match=message):

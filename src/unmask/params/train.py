@@ -1,4 +1,4 @@
-"""Schema of ``params:train`` (defaults: ``conf/base/parameters_train.yml``): the network, the loop and the masks it sees.
+"""Schema of ``params:train`` (defaults: ``conf/base/parameters_train.yml``): network, loop and the masks it sees.
 
 Cross-field rules sit on the later of the two fields (pydantic validates fields in declaration order),
 so the message names the key to change.
