@@ -30,7 +30,7 @@ from celeba_pairs import SHARED_ZIP, celeba_pairs  # noqa: E402
 
 from unmask.datasets import ImagePartitionsDataset  # noqa: E402
 from unmask.models.data import EpochSampler, PairedFaceDataset  # noqa: E402
-from unmask.models.training import TrainSettings, _loader  # noqa: E402
+from unmask.models.training import _loader  # noqa: E402
 
 
 def partitions(folder: Path) -> dict:
@@ -60,9 +60,8 @@ def main(argv: list[str] | None = None) -> int:
               f"batch {args.batch}, flips on; images/s = masked+clean pairs per second")
         print("workers  images/s  ms/batch")
         for workers in args.workers:
-            settings = TrainSettings(batch_size=args.batch, num_workers=workers)
             sampler = EpochSampler(len(dataset), shuffle=True, flip=True, seed=0)
-            loader = _loader(dataset, sampler, settings, torch.device("cpu"))
+            loader = _loader(dataset, sampler, args.batch, workers, torch.device("cpu"))
             rates = []
             for epoch in range(args.epochs + 1):
                 sampler.set_epoch(epoch)

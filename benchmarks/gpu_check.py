@@ -139,6 +139,13 @@ class _Interrupted(Exception):
     """Stands in for Ctrl-C in the middle of a training epoch."""
 
 
+def base_params(group: str) -> dict[str, Any]:
+    """``params:<group>`` as ``conf/base/parameters_<group>.yml`` declares it (the nodes take every key)."""
+    import yaml
+
+    return dict(yaml.safe_load((REPO / "conf" / "base" / f"parameters_{group}.yml").read_text())[group])
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -598,6 +605,7 @@ class GpuCheck:
 
     def _node_params(self, **overrides: Any) -> dict[str, Any]:
         params = {
+            **base_params("train"), "checkpoint_dir": None,
             "model": "ra_unet", "filters": list(self.mode.filters), "loss": "ssim_l1", "loss_weight": 1.0,
             "learning_rate": self.mode.learning_rate, "batch_size": 8, "epochs": 2, "early_stopping_patience": 5,
             "scheduler": "cosine", "device": self.device.type, "devices": 1, "precision": "auto",
@@ -628,7 +636,7 @@ class GpuCheck:
             "mask_metadata": pd.DataFrame({"image_id": ids, "style": faces.styles}),
             "face_landmarks": pd.DataFrame({"image_id": ids}), "data_split": split,
             "celeba_source": {"dataset": "celeba" if "CelebA" in faces.source else "demo"},
-            "masks_params": {"seed": 0, "styles": sorted(set(faces.styles))},
+            "masks_params": {**base_params("masks"), "seed": 0, "styles": sorted(set(faces.styles))},
         }
 
     def _train_node(self, inputs: dict[str, Any], params: dict[str, Any]) -> tuple[torch.nn.Module, Any]:

@@ -9,7 +9,13 @@ import torch
 from PIL import Image
 
 from unmask.imaging.mask_renderer import image_seed, rasterize_mask, sample_mask_spec
-from unmask.models.data import EpochSampler, FreshlyMaskedFaceDataset, FreshMasks, PairedFaceDataset
+from unmask.models.data import (
+    EpochSampler,
+    FreshlyMaskedFaceDataset,
+    FreshMasks,
+    PairedFaceDataset,
+    TrainingData,
+)
 
 
 def _pairs(sampler: EpochSampler, epoch: int) -> list[tuple[int, bool]]:
@@ -213,3 +219,16 @@ def test_a_cutout_fraction_of_one_draws_only_real_masks() -> None:
         FreshMasks({"a": LANDMARKS}, seed=0, styles=["surgical"], cutout_fraction=0.5)
     with pytest.raises(ValueError, match="RGBA"):
         FreshMasks({"a": LANDMARKS}, seed=0, styles=["surgical"], cutouts=[crop], cutout_fraction=0.5)
+
+
+def test_training_data_fingerprints_the_split_and_the_fresh_masks() -> None:
+    crops = {i: (lambda: Image.new("RGB", (32, 32))) for i in ("a", "b", "c")}
+    data = TrainingData(["a", "b"], ["c"], crops, crops)
+    assert data.digest() == TrainingData(["a", "b"], ["c"], crops, crops).digest()
+    assert data.digest() != TrainingData(["a"], ["b", "c"], crops, crops).digest()
+    fresh = FreshMasks({"a": LANDMARKS, "b": LANDMARKS}, seed=0, styles=["surgical"])
+    with_fresh = TrainingData(["a", "b"], ["c"], crops, crops, fresh_masks=fresh)
+    assert with_fresh.digest() != data.digest()
+    train, val = with_fresh.datasets()
+    assert isinstance(train, FreshlyMaskedFaceDataset) and isinstance(val, PairedFaceDataset)
+    assert val.image_ids == ["c"]

@@ -39,6 +39,7 @@ from kedro_datasets.partitions import PartitionedDataset
 from PIL import Image
 
 from unmask.datasets.lazy_partitions import LazyPartitions
+from unmask.imaging.pixels import image_array
 from unmask.imaging.png import decode_png, read_png, write_png
 from unmask.parallel import chunked, map_chunks, pool_args
 
@@ -78,25 +79,6 @@ class PngPartition:
 
     def __repr__(self) -> str:
         return f"PngPartition({self.path!r})"
-
-
-def image_array(value: Any) -> np.ndarray | Image.Image:
-    """The pixels of a partition value: a job is run (``render_array`` when it has one), a loader
-    read (``read_array``), a PIL image in a mode PNG stores losslessly as 8-bit RGB or grey
-    converted to an array; any other PIL image is returned as it is."""
-    if hasattr(value, "render_array"):
-        return value.render_array()
-    if hasattr(value, "read_array"):
-        return value.read_array()
-    if callable(value):
-        value = value()
-    if isinstance(value, Image.Image):
-        if value.mode in ("RGB", "L"):
-            return np.asarray(value)
-        if value.mode == "1":
-            return np.asarray(value.convert("L"))
-        return value
-    return np.asarray(value)
 
 
 def _write_one(folder: Path, relative: str, value: Any, atomic: bool) -> None:

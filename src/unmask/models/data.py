@@ -8,6 +8,7 @@ processes, on every rank count, and after a resume.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -17,7 +18,13 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from unmask.imaging.mask_appearance import degrade_pair, paste_cutout, vary_material
-from unmask.imaging.mask_renderer import image_seed, rasterize_mask, render_masked_face, seeded_mask_spec
+from unmask.imaging.mask_renderer import (
+    image_seed,
+    rasterize_mask,
+    render_masked_face,
+    seeded_mask_spec,
+)
+from unmask.imaging.pixels import image_array
 
 Loader = Callable[[], object]
 Index = int | tuple[int, bool] | tuple[int, bool, int]
@@ -37,12 +44,6 @@ def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
     """Float CHW tensor in [0, 1] -> HxWx3 uint8 array (rounded, clipped)."""
     array = tensor.detach().float().clamp(0, 1).mul(255).round().byte().cpu().numpy()
     return array.transpose(1, 2, 0)
-
-
-def load_pixels(loader: Loader) -> object:
-    """Call a partition loader; loaders with ``read_array`` (ImagePartitionsDataset) skip PIL."""
-    read_array = getattr(loader, "read_array", None)
-    return read_array() if read_array is not None else loader()
 
 
 class PairedFaceDataset(Dataset):
@@ -78,10 +79,10 @@ class PairedFaceDataset(Dataset):
     def __getitem__(self, index: Index) -> tuple[torch.Tensor, ...]:
         index, flip = index[:2] if isinstance(index, tuple) else (index, False)
         image_id = self.image_ids[index]
-        tensors = [image_to_tensor(load_pixels(self.masked_faces[image_id])),
-                   image_to_tensor(load_pixels(self.face_crops[image_id]))]
+        tensors = [image_to_tensor(image_array(self.masked_faces[image_id])),
+                   image_to_tensor(image_array(self.face_crops[image_id]))]
         if self.mask_maps is not None:
-            tensors.append((image_to_tensor(load_pixels(self.mask_maps[image_id])) > 0.5).float())
+            tensors.append((image_to_tensor(image_array(self.mask_maps[image_id])) > 0.5).float())
         if flip:
             tensors = [t.flip(-1) for t in tensors]
         return tuple(tensors)
@@ -218,9 +219,8 @@ class FreshlyMaskedFaceDataset(Dataset):
             tensors = [t.flip(-1) for t in tensors]
         return tuple(tensors)
 
-
     def _crop(self, image_id: str) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(load_pixels(self.face_crops[image_id]))[:, :, :3])
+        return np.ascontiguousarray(np.asarray(image_array(self.face_crops[image_id]))[:, :, :3])
 
 
 class EpochSampler(Sampler):
@@ -266,3 +266,35 @@ class EpochSampler(Sampler):
         if self.with_epoch:
             return iter([(i, bool(flips[i]), self.epoch) for i in mine])
         return iter([(i, bool(flips[i])) for i in mine])
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """Ids of the train and validation images and the lazy image partitions they live in."""
+
+    train_ids: list[str]
+    val_ids: list[str]
+    masked_faces: Mapping[str, Loader]
+    face_crops: Mapping[str, Loader]
+    #: the true masks, only for a loss on a composite network's predicted mask (never its input);
+    #: with ``fresh_masks`` the training images' drawn maps are used, and this only asks for them
+    mask_maps: Mapping[str, Loader] | None = None
+    #: draw a new mask on every training face each epoch instead of the stored ``masked_faces``
+    #: (validation keeps the stored masks, so its curve compares like with like)
+    fresh_masks: FreshMasks | None = None
+
+    def datasets(self) -> tuple[PairedFaceDataset | FreshlyMaskedFaceDataset, PairedFaceDataset]:
+        """The train and validation datasets (checks that every id has its images)."""
+        if self.fresh_masks is not None:
+            train = FreshlyMaskedFaceDataset(self.train_ids, self.face_crops, self.fresh_masks,
+                                             with_mask=self.mask_maps is not None)
+        else:
+            train = PairedFaceDataset(self.train_ids, self.masked_faces, self.face_crops, self.mask_maps)
+        return train, PairedFaceDataset(self.val_ids, self.masked_faces, self.face_crops)
+
+    def digest(self) -> str:
+        """A fingerprint of the split (and of fresh masks), so a checkpoint is never resumed on other data."""
+        text = "train\n" + "\n".join(self.train_ids) + "\nval\n" + "\n".join(self.val_ids)
+        if self.fresh_masks is not None:
+            text += "\n" + self.fresh_masks.digest_text()
+        return hashlib.sha256(text.encode()).hexdigest()[:16]

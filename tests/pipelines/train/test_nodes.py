@@ -1,5 +1,6 @@
 import functools
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -8,22 +9,23 @@ import pytest
 import torch
 from PIL import Image
 
-import unmask.models.training as training
-from unmask.models import build_loss, build_model
+from tests.conftest import base_params
+from unmask.models import build_loss, build_model, distributed, training
 from unmask.models.checkpoint import load_training_state, save_training_state
 from unmask.models.data import PairedFaceDataset
 from unmask.pipelines.train.nodes import plot_training_curves, train_model
 
-PARAMS = {
-    "model": "ra_unet", "filters": [4, 8, 16], "loss": "ssim_l1", "loss_weight": 1.0, "learning_rate": 1e-2,
-    "batch_size": 8, "epochs": 3, "early_stopping_patience": 5, "device": "cpu", "precision": "fp32",
-    "num_workers": 0, "seed": 0, "sample_count": 2,
-}
+# conf/base's train group, small and fast; no checkpoints unless a test asks for them
+PARAMS = base_params(
+    "train", model="ra_unet", filters=[4, 8, 16], loss="ssim_l1", loss_weight=1.0, learning_rate=1e-2,
+    batch_size=8, epochs=3, early_stopping_patience=5, device="cpu", precision="fp32",
+    num_workers=0, seed=0, sample_count=2, checkpoint_dir=None,
+)
 # Columns that measure the machine rather than the training.
 TIMING_COLUMNS = ["train_images_per_s", "epoch_seconds"]
 
 
-MASKS = {"seed": 0, "styles": ["surgical", "n95", "kn95", "cloth", "bandana"]}
+MASKS = base_params("masks", seed=0, styles=["surgical", "n95", "kn95", "cloth", "bandana"])
 
 
 SOURCE = {"dataset": "demo"}
@@ -114,17 +116,22 @@ def test_plateau_scheduler_lowers_the_rate_when_validation_stalls(tiny_partition
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [({"epochs": 0}, "epochs"), ({"batch_size": "8"}, "batch_size"), ({"learning_rate": -1}, "learning_rate"),
-     ({"model": "resnet"}, "model"), ({"loss": "hinge"}, "loss"), ({"scheduler": "step"}, "scheduler"),
-     ({"precision": "int8"}, "precision"), ({"devices": 0}, "devices"), ({"resume": "yes"}, "resume"),
-     ({"lerning_rate": 1e-3}, "Unknown train parameter"), ({"filters": [4, 0]}, "filters"),
-     ({"resume": True}, "checkpoint_dir"), ({"plateau_factor": 1.5}, "plateau_factor"),
-     ({"batch_norm": "yes"}, "batch_norm"), ({"validate_every": 0}, "validate_every"),
-     ({"validate_every": 2, "scheduler": "plateau"}, "validate_every: 1")],
+    [({"epochs": 0}, "train.epochs=0"), ({"batch_size": "8"}, "train.batch_size='8'"),
+     ({"learning_rate": -1}, "train.learning_rate=-1"), ({"model": "resnet"}, "train.model='resnet'"),
+     ({"loss": "hinge"}, "train.loss='hinge'"), ({"scheduler": "step"}, "train.scheduler='step'"),
+     ({"precision": "int8"}, "train.precision='int8'"), ({"devices": 0}, "train.devices=0"),
+     ({"resume": "yes"}, "train.resume='yes'"), ({"lerning_rate": 1e-3}, "unknown parameter train.lerning_rate"),
+     ({"filters": [4, 0]}, "train.filters.1=0"),
+     ({"resume": True}, "train.resume=True: Value error, train.checkpoint_dir"),
+     ({"plateau_factor": 1.5}, "train.plateau_factor=1.5"), ({"batch_norm": "yes"}, "train.batch_norm='yes'"),
+     ({"validate_every": 0}, "train.validate_every=0"),
+     ({"validate_every": 2, "scheduler": "plateau"},
+      ("train.scheduler='plateau': Value error, plateau steps on every epoch's validation loss; it needs "
+       "train.validate_every: 1"))],
 )
 def test_bad_parameters_are_rejected_before_training(tiny_partitions, override, message):
     p = tiny_partitions
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         _train(p, {**PARAMS, **override})
 
 
@@ -288,8 +295,8 @@ def test_ddp_on_two_cpu_processes_splits_the_data_and_returns_rank_0s_weights(ti
         collected["ranks"] = original(scratch, world)
         return collected["ranks"]
 
-    original = training._collect_rank_results
-    monkeypatch.setattr(training, "_collect_rank_results", spy)
+    original = distributed.collect_rank_results
+    monkeypatch.setattr(distributed, "collect_rank_results", spy)
     params = {**PARAMS, "epochs": 1, "devices": 2, "checkpoint_dir": str(tmp_path / "ckpt")}
     model, history = _train({**p, "face_crops": crops, "masked_faces": masked}, params)
 
@@ -353,7 +360,8 @@ def test_holdout_styles_leave_those_masks_out_of_training(tiny_partitions, monke
     assert seen["mask_maps"] is None  # no mask loss: the true masks are not even read
     with pytest.raises(ValueError, match="not a mask style"):
         _train(p, {**PARAMS, "holdout_styles": ["scuba"]})
-    with pytest.raises(ValueError, match="composite"):
+    with pytest.raises(ValueError, match=re.escape("train.mask_loss_weight=1.0: Value error, a mask loss needs "
+                                                   "train.composite: true")):
         _train(p, {**PARAMS, "mask_loss_weight": 1.0})
 
 
@@ -375,12 +383,12 @@ def test_fresh_masks_draw_every_style_but_the_held_out_ones_on_every_training_fa
     assert data.val_ids and not set(data.val_ids) & cloth  # validation keeps the stored masks
     assert data.fresh_masks.styles == ("surgical", "n95", "kn95", "bandana")
     assert set(data.fresh_masks.landmarks) == set(train_ids)
-    with pytest.raises(ValueError, match="fresh_masks must be true or false"):
+    with pytest.raises(ValueError, match="train.fresh_masks='yes': Input should be a valid boolean"):
         _train(p, {**PARAMS, "fresh_masks": "yes"})
     with pytest.raises(ValueError, match="nothing is left to draw"):
-        _train(p, {**PARAMS, "fresh_masks": True, "holdout_styles": ["cloth"]}, {"seed": 0, "styles": ["cloth"]})
-    with pytest.raises(ValueError, match="masks.styles"):
-        _train(p, {**PARAMS, "fresh_masks": True}, {"seed": 0, "styles": ["scuba"]})
+        _train(p, {**PARAMS, "fresh_masks": True, "holdout_styles": ["cloth"]}, {**MASKS, "styles": ["cloth"]})
+    with pytest.raises(ValueError, match="masks.styles.0='scuba'"):
+        _train(p, {**PARAMS, "fresh_masks": True}, {**MASKS, "styles": ["scuba"]})
 
 
 def test_fresh_masks_train_a_composite_network(tiny_partitions):
@@ -408,9 +416,9 @@ def test_clean_faces_new_materials_and_degradations_train_a_composite_network(ti
         _train(p, params)
     assert (seen["fresh"].clean_fraction, seen["fresh"].material_fraction, seen["fresh"].degrade_fraction) == (0.3, 0.5, 0.4)
     assert "clean=0.3" in seen["fresh"].digest_text()  # a checkpoint never resumes under other variety
-    with pytest.raises(ValueError, match="needs train.fresh_masks"):
+    with pytest.raises(ValueError, match=re.escape("train.clean_fraction=0.2: Value error, needs train.fresh_masks")):
         _train(p, {**PARAMS, "clean_fraction": 0.2})
-    with pytest.raises(ValueError, match="material_fraction must be a number from 0 to 1"):
+    with pytest.raises(ValueError, match="train.material_fraction=2: Input should be less than or equal to 1"):
         _train(p, {**PARAMS, "fresh_masks": True, "material_fraction": 2})
 
 
@@ -464,7 +472,7 @@ def test_init_weights_starts_a_run_from_a_saved_model(tiny_partitions, tmp_path)
     assert not torch.allclose(scratch.state_dict()[first], start.state_dict()[first], atol=1e-3)
     with pytest.raises(ValueError, match="same architecture"):
         _train(p, {**PARAMS, "filters": [4, 8, 8], "epochs": 1, "init_weights": str(path)})
-    with pytest.raises(ValueError, match="train.init_weights: no model at"):
+    with pytest.raises(ValueError, match="train.init_weights='.*missing.safetensors': Value error, no model at"):
         _train(p, {**PARAMS, "init_weights": str(tmp_path / "missing.safetensors")})
 
 

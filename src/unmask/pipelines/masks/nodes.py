@@ -23,14 +23,16 @@ from PIL import Image
 from unmask.datasets.lazy_partitions import LazyPartitions
 from unmask.imaging.landmarks import LANDMARK_COLUMNS
 from unmask.imaging.mask_renderer import (
-    MASK_STYLES,
     image_seed,
     mask_coverage,
     rasterize_mask,
     render_masked_face,
     seeded_mask_spec,
 )
+from unmask.imaging.pixels import image_array
 from unmask.parallel import map_chunks, pool_args
+from unmask.params import validated
+from unmask.params.masks import MasksParams
 
 logger = logging.getLogger(__name__)
 
@@ -38,51 +40,14 @@ METADATA_COLUMNS = ["image_id", "style", "colour", "secondary_colour", "pattern"
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def validate_masks_params(params: dict[str, Any]) -> tuple[int, list[str]]:
-    """Check the ``masks`` parameter group and return ``(seed, styles)``."""
-    if not isinstance(params, dict):
-        raise ValueError(f"params:masks must be a mapping like {{'seed': 0, 'styles': [...]}}, got {params!r}")
-    seed = params.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"masks.seed must be a non-negative integer, got {seed!r}")
-    styles = params.get("styles", list(MASK_STYLES))
-    if isinstance(styles, str):
-        styles = [styles]
-    if not isinstance(styles, Sequence) or len(styles) == 0:
-        raise ValueError(f"masks.styles must be a non-empty list drawn from {list(MASK_STYLES)}, got {styles!r}")
-    unknown = [s for s in styles if s not in MASK_STYLES]
-    if unknown:
-        raise ValueError(f"masks.styles has unknown style(s) {unknown}; valid styles are {list(MASK_STYLES)}")
-    return int(seed), [str(s) for s in styles]
-
-
-def _pool_settings(params: dict[str, Any], n_items: int) -> tuple[int, int]:
-    """``(workers, chunk size)`` from ``masks.workers``, ``masks.chunk_size`` and ``masks.parallel_from``."""
-    knobs = {"chunk_size": params.get("chunk_size", 256), "parallel_from": params.get("parallel_from", 200)}
-    for name, value in knobs.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"masks.{name} must be a positive integer, got {value!r}")
-    try:
-        return pool_args(n_items, params.get("workers"), int(knobs["chunk_size"]), int(knobs["parallel_from"]))
-    except ValueError as exc:
-        raise ValueError(f"masks.{exc} (fix masks.workers in conf/<env>/parameters*.yml)") from None
-
-
-def _load_rgb(value: Any) -> np.ndarray:
-    """Pixels of a crop: a saved partition (``read_array``), a lazy job (``render_array``), any
-    zero-argument callable returning an image, or an image."""
-    if hasattr(value, "read_array"):
-        loaded = value.read_array()
-    elif hasattr(value, "render_array"):
-        loaded = value.render_array()
-    else:
-        loaded = value() if callable(value) else value
-    if isinstance(loaded, Image.Image):
-        loaded = loaded.convert("RGB")
-    array = np.asarray(loaded)
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(array[:, :, :3].astype(np.uint8, copy=False))
+def _crop_pixels(crop: Any) -> np.ndarray:
+    """A face crop's pixels as ``H x W x 3`` uint8 RGB, whatever form its partition holds (loader, job, image)."""
+    pixels = image_array(crop)
+    if isinstance(pixels, Image.Image):  # RGBA, palette, 16-bit...
+        pixels = np.asarray(pixels.convert("RGB"))
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(pixels[:, :, :3].astype(np.uint8, copy=False))
 
 
 class MaskedFace:
@@ -97,7 +62,7 @@ class MaskedFace:
 
     def render_array(self) -> np.ndarray:
         """The masked crop, ``size`` x ``size`` x 3 uint8 RGB."""
-        image = _load_rgb(self.crop)
+        image = _crop_pixels(self.crop)
         if image.shape[:2] != (self.size, self.size):
             raise ValueError(
                 f"face crop {self.image_id} is {image.shape[1]}x{image.shape[0]} but face_landmarks says "
@@ -175,7 +140,7 @@ def apply_synthetic_masks(
             are accepted too). Keys with an image suffix (``000001.png``) are matched to their id.
         face_landmarks: ``image_id``, the 10 ``LANDMARK_COLUMNS`` in crop coordinates and the crop
             ``size`` (if that column is absent the first crop is read to find it).
-        params: the ``masks`` group ``{"seed": 0, "styles": [...], "workers": null, ...}``.
+        params: the ``masks`` group (:class:`~unmask.params.masks.MasksParams`).
 
     Returns:
         ``masked_faces``: ``{image_id: MaskedFace}`` (a :class:`LazyPartitions` mapping; calling a
@@ -186,7 +151,8 @@ def apply_synthetic_masks(
         the crop) and ``spec_seed`` (``seeded_mask_spec(landmarks, size, spec_seed, styles)``
         reproduces the mask).
     """
-    seed, styles = validate_masks_params(params)
+    params = validated(MasksParams, "masks", params)
+    seed, styles = params.seed, params.styles
     missing_cols = [c for c in ["image_id", *LANDMARK_COLUMNS] if c not in face_landmarks.columns]
     if missing_cols:
         raise ValueError(f"face_landmarks lacks column(s) {missing_cols}")
@@ -207,7 +173,7 @@ def apply_synthetic_masks(
     if "size" in face_landmarks.columns:
         sizes = pd.to_numeric(face_landmarks["size"]).to_numpy(dtype=np.int64)
     elif ids:
-        first = _load_rgb(crops_by_id[ids[0]])
+        first = _crop_pixels(crops_by_id[ids[0]])
         sizes = np.full(len(ids), first.shape[0], dtype=np.int64)
     else:
         sizes = np.empty(0, dtype=np.int64)
@@ -221,7 +187,7 @@ def apply_synthetic_masks(
     def items(rows: range) -> list[tuple[str, tuple[float, ...], int, int]]:
         return [(str(id_array[i]), tuple(points[i].tolist()), int(sizes[i]), int(seeds[i])) for i in rows]
 
-    workers, chunk_size = _pool_settings(params, len(ids))
+    workers, chunk_size = pool_args(len(ids), params.workers, params.chunk_size, params.parallel_from)
     columns: dict[str, list] = {name: [] for name in METADATA_COLUMNS}
     chunks = (items(range(start, min(start + chunk_size, len(ids)))) for start in range(0, len(ids), chunk_size))
     for chunk_columns in map_chunks(functools.partial(describe_masks, styles=styles_key), chunks,

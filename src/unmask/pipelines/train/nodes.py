@@ -11,9 +11,13 @@ from torch import nn
 
 from unmask.imaging.grids import training_curves
 from unmask.imaging.landmarks import LANDMARK_COLUMNS
-from unmask.models.data import FreshMasks, load_pixels
-from unmask.models.training import TrainingData, TrainSettings, active_mlflow_run, fit
-from unmask.pipelines.masks.nodes import validate_masks_params
+from unmask.imaging.pixels import image_array
+from unmask.models.data import FreshMasks, TrainingData
+from unmask.models.mlflow_logging import active_mlflow_run
+from unmask.models.training import fit
+from unmask.params import validated
+from unmask.params.masks import MasksParams
+from unmask.params.train import VARIETY_KEYS, TrainParams
 
 
 def _ids_of(data_split: pd.DataFrame, split: str) -> list[str]:
@@ -41,27 +45,15 @@ def _ids_without(ids: list[str], held: set[str], styles: list[str]) -> list[str]
     return kept
 
 
-#: ``train`` keys of the fresh-mask variety (:class:`~unmask.models.data.FreshMasks`), 0 when absent
-VARIETY_KEYS = ("clean_fraction", "material_fraction", "degrade_fraction", "cutout_fraction")
-
-
-def parse_train_params(params: dict) -> tuple[TrainSettings, list[str], bool, dict[str, float]]:
-    """``(training loop settings, holdout_styles, fresh_masks, variety)`` from the ``train`` group, checked."""
-    params = dict(params)
-    holdout = params.pop("holdout_styles", None) or []
-    if isinstance(holdout, str) or not isinstance(holdout, list):
-        raise ValueError(f"train.holdout_styles must be a list of mask styles, got {holdout!r}.")
-    fresh = params.pop("fresh_masks", False)
-    if not isinstance(fresh, bool):
-        raise ValueError(f"train.fresh_masks must be true or false, got {fresh!r}.")
-    variety = {key: params.pop(key, 0.0) for key in VARIETY_KEYS}
-    for key, value in variety.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise ValueError(f"train.{key} must be a number from 0 to 1, got {value!r}.")
-    if not fresh and any(variety.values()):
-        used = [k for k, v in variety.items() if v]
-        raise ValueError(f"train.{used[0]} needs train.fresh_masks: true (it varies the masks drawn each epoch).")
-    return TrainSettings.from_params(params), [str(s) for s in holdout], fresh, {k: float(v) for k, v in variety.items()}
+def _train_and_val_ids(data_split: pd.DataFrame, mask_metadata: pd.DataFrame,
+                       settings: TrainParams) -> tuple[list[str], list[str]]:
+    """The split's train and validation ids, less the faces whose stored mask has a held-out style."""
+    holdout = settings.holdout_styles
+    held = _held_out_ids(mask_metadata, holdout)
+    train_ids = _ids_of(data_split, "train")
+    # fresh masks never draw a held-out style, so every training face stays usable
+    train_ids = train_ids if settings.fresh_masks else _ids_without(train_ids, held, holdout)
+    return train_ids, _ids_without(_ids_of(data_split, "val"), held, holdout)
 
 
 def _cutout_arrays(real_mask_cutouts: Mapping[str, Callable], wanted: bool) -> list[np.ndarray]:
@@ -71,13 +63,13 @@ def _cutout_arrays(real_mask_cutouts: Mapping[str, Callable], wanted: bool) -> l
     return [np.asarray(real_mask_cutouts[name]().convert("RGBA")) for name in sorted(real_mask_cutouts)]
 
 
-def _fresh_masks(face_landmarks: pd.DataFrame, ids: list[str], masks_params: dict, holdout: list[str],
-                 variety: dict[str, float], cutouts: list[np.ndarray]) -> FreshMasks:
-    """A per-epoch mask drawer over ``ids``, with the masks pipeline's seed and styles less ``holdout``."""
-    seed, styles = validate_masks_params(masks_params)
-    kept = [s for s in styles if s not in holdout]
+def _fresh_masks(face_landmarks: pd.DataFrame, ids: list[str], masks: MasksParams, settings: TrainParams,
+                 real_mask_cutouts: Mapping[str, Callable]) -> FreshMasks:
+    """A per-epoch mask drawer over ``ids``, with the masks pipeline's seed and styles less the held-out ones."""
+    holdout = settings.holdout_styles
+    kept = [s for s in masks.styles if s not in holdout]
     if not kept:
-        raise ValueError(f"train.holdout_styles {holdout} removes every style of masks.styles {styles}: "
+        raise ValueError(f"train.holdout_styles {holdout} removes every style of masks.styles {masks.styles}: "
                          "nothing is left to draw fresh masks from.")
     missing = [c for c in ["image_id", *LANDMARK_COLUMNS] if c not in face_landmarks.columns]
     if missing:
@@ -85,7 +77,15 @@ def _fresh_masks(face_landmarks: pd.DataFrame, ids: list[str], masks_params: dic
     rows = face_landmarks.assign(image_id=face_landmarks["image_id"].astype(str)).set_index("image_id")
     wanted = rows.index.intersection(ids)
     landmarks = dict(zip(wanted, rows.loc[wanted, LANDMARK_COLUMNS].to_numpy(dtype=float).tolist()))
-    return FreshMasks(landmarks, seed, kept, cutouts=cutouts, **variety)
+    cutouts = _cutout_arrays(real_mask_cutouts, settings.cutout_fraction > 0)
+    variety = {key: getattr(settings, key) for key in VARIETY_KEYS}
+    return FreshMasks(landmarks, masks.seed, kept, cutouts=cutouts, **variety)
+
+
+def _model_metadata(first_crop: Callable, celeba_source: dict) -> dict[str, object]:
+    """The crop size (`unmask predict` aligns photos at the size the model was trained at) and the data it saw."""
+    crop = np.asarray(image_array(first_crop))
+    return {"crop_size": int(crop.shape[0]), "trained_on": str(celeba_source.get("dataset", "?"))}
 
 
 def train_model(
@@ -106,20 +106,15 @@ def train_model(
     ``mask_maps`` are read only for a composite network's mask loss, never as input. The model's
     metadata records its crop size and the data it was trained on (``celeba`` or ``demo``).
     """
-    settings, holdout, fresh, variety = parse_train_params(params)
-    held = _held_out_ids(mask_metadata, holdout)
-    train_ids = _ids_of(data_split, "train")
-    # fresh masks never draw a held-out style, so every training face stays usable
-    train_ids = train_ids if fresh else _ids_without(train_ids, held, holdout)
-    val_ids = _ids_without(_ids_of(data_split, "val"), held, holdout)
-    cutouts = _cutout_arrays(real_mask_cutouts, variety["cutout_fraction"] > 0)
-    fresh_masks = _fresh_masks(face_landmarks, train_ids, masks_params, holdout, variety, cutouts) if fresh else None
+    settings = validated(TrainParams, "train", params)
+    masks = validated(MasksParams, "masks", masks_params)
+    train_ids, val_ids = _train_and_val_ids(data_split, mask_metadata, settings)
+    fresh_masks = (_fresh_masks(face_landmarks, train_ids, masks, settings, real_mask_cutouts)
+                   if settings.fresh_masks else None)
     data = TrainingData(train_ids, val_ids, masked_faces, face_crops,
                         mask_maps if settings.mask_loss_weight > 0 else None, fresh_masks=fresh_masks)
     result = fit(settings, data, mlflow_run=active_mlflow_run())
-    # `unmask predict` aligns photos at the size the model was trained at: keep it with the weights
-    crop = np.asarray(load_pixels(face_crops[train_ids[0]]))
-    result.model.metadata = {"crop_size": int(crop.shape[0]), "trained_on": str(celeba_source.get("dataset", "?"))}
+    result.model.metadata = _model_metadata(face_crops[train_ids[0]], celeba_source)
     return result.model, pd.DataFrame(result.history)
 
 
