@@ -197,7 +197,7 @@ def build_optimizer(model: nn.Module, learning_rate: float, device: torch.device
 
     The fused kernel reads and writes every parameter and both moment buffers once per step
     instead of once per elementwise op. On 2 CPU cores, for the 9.8 M parameters of the
-    ``conf/cpu`` network: 6.5 ms per step against 19-24 ms for the default ``foreach`` path, and
+    ``conf/celeba_sample`` network: 6.5 ms per step against 19-24 ms for the default ``foreach`` path, and
     7 ms against 34 ms with the optimizer state of a 22-epoch run (``benchmarks/bench_model.py``).
     """
     return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=device.type in ("cpu", "cuda") or None)
