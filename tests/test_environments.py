@@ -9,7 +9,8 @@ import pytest
 from kedro.config import OmegaConfigLoader
 
 from unmask import settings
-from unmask.pipelines.evaluate.nodes import _settings as evaluate_settings
+from unmask.params import validated
+from unmask.params.evaluate import EvaluateParams
 from unmask.pipelines.faces.nodes import validate_faces_params
 from unmask.pipelines.ingest.nodes import _check_params as check_ingest_params
 from unmask.pipelines.masks.nodes import validate_masks_params
@@ -33,7 +34,7 @@ def test_environment_parameters_are_valid(env):
     validate_masks_params(params["masks"])
     _validate_split_params(params["split"])
     parse_train_params(params["train"])
-    evaluate_settings(params["evaluate"])
+    validated(EvaluateParams, "evaluate", params["evaluate"])
 
 
 def test_cpu_environment_is_the_documented_configuration():
