@@ -2,6 +2,11 @@
 
 from kedro.config import OmegaConfigLoader
 
+from unmask.mlflow_hooks import MlflowRunHooks
+
+# Around kedro-mlflow's hooks: run names, the git commit tag and the logged model (unmask.mlflow_hooks).
+HOOKS = (MlflowRunHooks(),)
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
