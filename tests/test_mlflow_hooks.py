@@ -92,6 +92,7 @@ def _kedro_run(root: Path, env: str) -> mlflow.entities.Run:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Add type hints to the `predict` method:UserWarning")  # MLflow's own pyfunc wrapper
 def test_a_tiny_run_is_named_tagged_and_logs_the_model(project, no_network):
     run = _kedro_run(project, "smoke")
     assert run.info.status == "FINISHED"
