@@ -6,6 +6,11 @@ import logging
 
 from kedro.config import OmegaConfigLoader
 
+from unmask.mlflow_hooks import MlflowRunHooks
+
+# Around kedro-mlflow's hooks: run names, the git commit tag and the logged model (unmask.mlflow_hooks).
+HOOKS = (MlflowRunHooks(),)
+
 #: Old environment names still accepted for one release, and the environment each now means.
 RENAMED_ENVIRONMENTS = {"cpu": "celeba_sample"}
 

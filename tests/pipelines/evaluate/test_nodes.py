@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -6,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import base_params
 from unmask.models import build_model, save_model
 from unmask.models.metrics import masked_ssim, ssim
 from unmask.pipelines.evaluate.nodes import (
@@ -14,16 +16,17 @@ from unmask.pipelines.evaluate.nodes import (
     METRIC_NAMES,
     _ssim_and_masked_ssim,
     comparison_grid,
-    evaluation_table,
     metrics_for_mlflow,
     score_test_set,
     select_model,
     summarise_evaluation,
 )
+from unmask.pipelines.evaluate.report import evaluation_table
 
-# identity off here (dlib's recogniser takes ~0.1 s per face and method on one core); its own tests turn it on
-PARAMS = {"batch_size": 4, "device": "cpu", "precision": "fp32", "timing_images": 2, "grid_images": 2,
-          "coverage_bins": [0.0, 0.3, 1.0], "identity": False}
+# identity off here (dlib's recogniser takes ~0.1 s per face and method on one core); its own tests turn it on;
+# no loader workers, so that the streaming test sees the loads in this process
+PARAMS = base_params("evaluate", batch_size=4, device="cpu", precision="fp32", timing_images=2, grid_images=2,
+                     coverage_bins=[0.0, 0.3, 1.0], identity=False, num_workers=0)
 
 
 @pytest.fixture
@@ -140,8 +143,8 @@ def test_the_test_set_streams_in_batches(tiny_partitions, mask_metadata):
 def test_another_checkpoint_is_evaluated_by_parameter(tiny_partitions, mask_metadata, tmp_path):
     other = build_model("unet", filters=(4, 8))
     save_model(other, tmp_path / "other.safetensors")
-    per_image, metrics = _evaluate(build_model("ra_unet", filters=(4, 8)), tiny_partitions, mask_metadata,
-                                   {**PARAMS, "checkpoint": str(tmp_path / "other.safetensors")})
+    _, metrics = _evaluate(build_model("ra_unet", filters=(4, 8)), tiny_partitions, mask_metadata,
+                           {**PARAMS, "checkpoint": str(tmp_path / "other.safetensors")})
     assert metrics["architecture"] == "unet" and metrics["checkpoint"] == str(tmp_path / "other.safetensors")
     with pytest.raises(FileNotFoundError, match="not found"):
         select_model(Identity(), {**PARAMS, "checkpoint": str(tmp_path / "missing.safetensors")})
@@ -201,9 +204,18 @@ def test_metrics_for_mlflow_flattens_and_keeps_finite_numbers_only():
 
 @pytest.mark.parametrize("override", [{"batch_size": 0}, {"timing_images": 0}, {"grid_images": "4"},
                                       {"coverage_bins": [0.5, 0.1]}, {"dilate_px": -1}, {"batchsize": 4},
-                                      {"flip_average": "yes"}, {"identity": 1}])
+                                      {"flip_average": "yes"}, {"identity": 1}, {"precision": "fp8"},
+                                      {"limit": 0}, {"inpaint_radius": 0}, {"grid_ids": "000001"}])
 def test_bad_parameters_are_rejected(tiny_partitions, mask_metadata, override):
     p = tiny_partitions
-    with pytest.raises(ValueError, match="evaluate"):
+    ((key, value),) = override.items()
+    # the message names the key and the bad value (or calls an unknown key unknown)
+    named = rf"evaluate\.{key}={re.escape(repr(value))}: " if key in PARAMS else rf"unknown parameter evaluate\.{key}"
+    with pytest.raises(ValueError, match=named):
         score_test_set(Identity(), p["face_crops"], p["masked_faces"], p["mask_maps"], p["data_split"],
                        mask_metadata, {**PARAMS, **override})
+
+
+def test_a_missing_parameter_is_named():
+    with pytest.raises(ValueError, match=r"evaluate\.identity is missing"):
+        select_model(Identity(), {k: v for k, v in PARAMS.items() if k != "identity"})

@@ -7,10 +7,12 @@ unchanged (the floor), and OpenCV's Telea and Navier-Stokes inpainting given the
 ``evaluate.identity``, every method is also scored by the distance of its dlib face-recognition
 embedding to the ground truth's (:mod:`unmask.imaging.identity`). The test set streams through a
 DataLoader in batches: only one batch of images and the per-image rows are held in memory.
+The Markdown report and the grid figure are built in :mod:`unmask.pipelines.evaluate.report`.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -27,84 +29,96 @@ from torch.utils.data import DataLoader, Dataset
 from torchmetrics.functional.image import structural_similarity_index_measure
 from tqdm.auto import tqdm
 
-from unmask.imaging.classical_inpainting import INPAINT_METHODS, inpaint_with_mask
-from unmask.imaging.grids import image_grid
+from unmask.imaging.classical_inpainting import inpaint_with_mask
 from unmask.imaging.identity import SAME_PERSON_DISTANCE, IdentityEmbedder
 from unmask.models import count_parameters, load_model
 from unmask.models.data import PairedFaceDataset, image_to_tensor, tensor_to_image
 from unmask.models.devices import device_name, precision_name
 from unmask.models.inference import prepare_for_inference, restore
 from unmask.models.metrics import masked_mae, masked_psnr, mean_absolute_error, psnr
+from unmask.params import validated
+from unmask.params.evaluate import EvaluateParams
+from unmask.pipelines.evaluate.methods import BASELINES, IDENTITY_NAMES, METHOD_PREFIXES, METRIC_NAMES, PSNR_CAP
+from unmask.pipelines.evaluate.report import restoration_grid
 
 logger = logging.getLogger(__name__)
 
-#: Metrics reported per image and averaged, for every method.
-METRIC_NAMES = ("psnr", "ssim", "psnr_mask", "ssim_mask", "l1", "l1_mask", "psnr_outside")
-#: With ``evaluate.identity``: embedding distance to the ground truth, and 1.0 where it is under dlib's 0.6.
-IDENTITY_NAMES = ("identity_distance", "same_person")
-#: Column / key prefix of each method; our model keeps the bare names DVC and MLflow have always had.
-METHOD_PREFIXES = {"model": "", "input": "input_", "telea": "telea_", "navier_stokes": "navier_stokes_"}
-#: Row labels of the report table.
-METHOD_LABELS = {
-    "model": "Ours: {name}, blind",
-    "input": "Masked input, unchanged",
-    "telea": "OpenCV Telea, given the true mask",
-    "navier_stokes": "OpenCV Navier-Stokes, given the true mask",
-}
-BASELINES = tuple(INPAINT_METHODS)
+__all__ = ["BASELINES", "IDENTITY_NAMES", "METHOD_PREFIXES", "METRIC_NAMES", "PSNR_CAP", "comparison_grid",
+           "metrics_for_mlflow", "score_test_set", "select_model", "summarise_evaluation"]
+
 #: Methods whose identity distances the loader's workers compute (the model's restoration comes later).
 _WORKER_METHODS = ("input", *BASELINES)
 #: SSIM window, as in :mod:`unmask.models.metrics` (and the usual SSIM of Wang et al. 2004).
 SSIM_KERNEL_SIZE, SSIM_SIGMA = 11, 1.5
-#: PSNR of a perfect image is infinite; averages use this cap so one such image does not hide the rest.
-PSNR_CAP = 100.0
-#: The paper's Table I row for its RA-UNet (CelebA 256x256, RTX 2070): reported, not measured here.
-PAPER_ROW = {"ssim": 0.94, "psnr": 33.83, "seconds": 0.24}
-
-DEFAULTS: dict[str, Any] = {
-    "checkpoint": None,
-    "device": "auto",
-    "precision": "auto",
-    "batch_size": 16,
-    "num_workers": 0,
-    "limit": None,
-    "timing_images": 20,
-    "inpaint_radius": 3.0,
-    "dilate_px": 0,
-    "coverage_bins": [0.0, 0.2, 0.25, 0.3, 0.35, 1.0],
-    "grid_images": 8,
-    "grid_ids": None,
-    "flip_average": False,
-    "identity": True,
-}
 
 
-def _settings(params: dict) -> dict[str, Any]:
-    """The ``evaluate`` parameters with defaults filled in, checked, with messages that name the key."""
-    unknown = sorted(set(params) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"Unknown evaluate parameter(s) {unknown}; known: {sorted(DEFAULTS)}.")
-    s = {**DEFAULTS, **params}
-    for key in ("batch_size", "timing_images", "grid_images"):
-        if not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < 1:
-            raise ValueError(f"evaluate.{key} must be a positive integer, got {s[key]!r}.")
-    for key in ("num_workers", "dilate_px"):
-        if not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < 0:
-            raise ValueError(f"evaluate.{key} must be a non-negative integer, got {s[key]!r}.")
-    if s["limit"] is not None and (not isinstance(s["limit"], int) or isinstance(s["limit"], bool) or s["limit"] < 1):
-        raise ValueError(f"evaluate.limit must be null or a positive integer, got {s['limit']!r}.")
-    if not isinstance(s["inpaint_radius"], (int, float)) or s["inpaint_radius"] <= 0:
-        raise ValueError(f"evaluate.inpaint_radius must be a positive number, got {s['inpaint_radius']!r}.")
-    bins = s["coverage_bins"]
-    if (not isinstance(bins, (list, tuple)) or len(bins) < 2
-            or any(not isinstance(b, (int, float)) for b in bins) or list(bins) != sorted(set(bins))):
-        raise ValueError(f"evaluate.coverage_bins must be at least two increasing numbers, got {bins!r}.")
-    for key in ("flip_average", "identity"):
-        if not isinstance(s[key], bool):
-            raise ValueError(f"evaluate.{key} must be true or false, got {s[key]!r}.")
-    if s["grid_ids"] is not None and not isinstance(s["grid_ids"], (list, tuple)):
-        raise ValueError(f"evaluate.grid_ids must be null or a list of test image ids, got {s['grid_ids']!r}.")
-    return s
+def select_model(trained_model: nn.Module, params: dict) -> tuple[nn.Module, dict[str, Any]]:
+    """The network to evaluate (``evaluate.checkpoint``, else the latest trained model) and a description of it."""
+    p = validated(EvaluateParams, "evaluate", params)
+    model, source = _chosen_model(trained_model, p.checkpoint)
+    return model, _model_info(model, source, p.flip_average)
+
+
+def score_test_set(
+    evaluation_model: nn.Module,
+    face_crops: Mapping[str, Callable],
+    masked_faces: Mapping[str, Callable],
+    mask_maps: Mapping[str, Callable],
+    data_split: pd.DataFrame,
+    mask_metadata: pd.DataFrame,
+    params: dict,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per-image metrics of the model and every baseline on the test split, and the timings."""
+    p = validated(EvaluateParams, "evaluate", params)
+    model, dtype = prepare_for_inference(evaluation_model, p.device, p.precision)
+    test_ids = _test_ids(data_split, p.limit)
+    pairs = PairedFaceDataset(test_ids, masked_faces, face_crops, mask_maps)
+    embedder = IdentityEmbedder().load() if p.identity else None
+    per_image, model_seconds = _score_batches(model, dtype, pairs, test_ids, embedder, p)
+    per_image = _with_groups(per_image, mask_metadata, p.coverage_bins)
+    return per_image, _timing(model, dtype, pairs, model_seconds, p)
+
+
+def summarise_evaluation(per_image_metrics: pd.DataFrame, evaluation_timing: dict, model_info: dict) -> dict[str, Any]:
+    """Means over the test split for every method, by mask style and by coverage, with timing and provenance."""
+    return {
+        "n_images": len(per_image_metrics),
+        **_method_means(per_image_metrics),
+        **evaluation_timing,
+        **model_info,
+        "by_style": _breakdown(per_image_metrics, "style"),
+        "by_coverage": _breakdown(per_image_metrics, "coverage_bin"),
+    }
+
+
+def comparison_grid(
+    evaluation_model: nn.Module,
+    face_crops: Mapping[str, Callable],
+    masked_faces: Mapping[str, Callable],
+    mask_maps: Mapping[str, Callable],
+    data_split: pd.DataFrame,
+    params: dict,
+) -> plt.Figure:
+    """masked | ours | Telea | ground truth for fixed test ids (``grid_ids``, else the first ``grid_images``)."""
+    p = validated(EvaluateParams, "evaluate", params)
+    ids = _grid_ids(_test_ids(data_split, None), p)
+    model, dtype = prepare_for_inference(evaluation_model, p.device, p.precision)
+    pairs = PairedFaceDataset(ids, masked_faces, face_crops, mask_maps)
+    samples = [pairs[i] for i in range(len(pairs))]
+    restored = restore(model, torch.stack([t[0] for t in samples]), dtype, p.flip_average).cpu()
+    telea = [inpaint_with_mask(tensor_to_image(m), k[0].numpy() > 0.5, "telea", p.inpaint_radius, p.dilate_px)
+             for m, _, k in samples]
+    return restoration_grid([tensor_to_image(t[0]) for t in samples], [tensor_to_image(t) for t in restored],
+                            telea, [tensor_to_image(t[1]) for t in samples], ids)
+
+
+def metrics_for_mlflow(evaluation_metrics: dict) -> dict[str, dict[str, float]]:
+    """The numeric metrics, breakdowns flattened with dots, in kedro-mlflow's ``{name: {"value", "step"}}`` form."""
+    return {
+        name.replace(" ", "_"): {"value": float(value), "step": 0}
+        for name, value in _flatten(evaluation_metrics).items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+    }
 
 
 def _test_ids(data_split: pd.DataFrame, limit: int | None) -> list[str]:
@@ -114,28 +128,38 @@ def _test_ids(data_split: pd.DataFrame, limit: int | None) -> list[str]:
     return ids[:limit] if limit else ids
 
 
-def select_model(trained_model: nn.Module, params: dict) -> tuple[nn.Module, dict[str, Any]]:
-    """The network to evaluate (``evaluate.checkpoint``, else the latest trained model) and a description of it."""
-    settings = _settings(params)
-    checkpoint = settings["checkpoint"]
-    model, source = trained_model, "trained_model (data/06_models/model.safetensors)"
-    if checkpoint:
-        path = Path(str(checkpoint))
-        if path.suffix != ".safetensors":
-            raise ValueError(f"evaluate.checkpoint must be a .safetensors file (with its .json beside it), got {path}.")
-        model, source = load_model(path), str(path)
-        logger.info("Evaluating the checkpoint %s instead of the latest trained model.", path)
+def _grid_ids(test_ids: list[str], p: EvaluateParams) -> list[str]:
+    """``grid_ids`` (each must be a test image), else the first ``grid_images`` test ids."""
+    ids = list(p.grid_ids) if p.grid_ids else test_ids[: p.grid_images]
+    unknown = sorted(set(ids) - set(test_ids))
+    if unknown:
+        raise ValueError(f"evaluate.grid_ids {unknown} are not test images of the current split.")
+    return ids
+
+
+def _chosen_model(trained_model: nn.Module, checkpoint: str | None) -> tuple[nn.Module, str]:
+    """``checkpoint`` loaded when given, else the latest trained model; with where it came from."""
+    if not checkpoint:
+        return trained_model, "trained_model (data/06_models/model.safetensors)"
+    path = Path(checkpoint)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"evaluate.checkpoint must be a .safetensors file (with its .json beside it), got {path}.")
+    logger.info("Evaluating the checkpoint %s instead of the latest trained model.", path)
+    return load_model(path), str(path)
+
+
+def _model_info(model: nn.Module, source: str, flip_average: bool) -> dict[str, Any]:
+    """Provenance and architecture of the scored network, as the metrics and report name it."""
     config = getattr(model, "config", {}) or {}
-    info = {
+    return {
         "checkpoint": source,
         "architecture": str(config.get("name", type(model).__name__)),
         "filters": list(config.get("filters", [])),
         "composite": bool(config.get("composite", False)),
         "batch_norm": bool(config.get("batch_norm", False)),
-        "flip_average": settings["flip_average"],
+        "flip_average": flip_average,
         "parameters": int(count_parameters(model)),
     }
-    return model, info
 
 
 class _TestSamples(Dataset):
@@ -232,41 +256,31 @@ def _seconds_per_image_batch1(model: nn.Module, dtype: torch.dtype, inputs: list
     return timings
 
 
-def _seconds_per_baseline(samples: list[tuple[torch.Tensor, ...]], settings: dict) -> dict[str, list[float]]:
+def _seconds_per_baseline(samples: list[tuple[torch.Tensor, ...]], p: EvaluateParams) -> dict[str, list[float]]:
     timings: dict[str, list[float]] = {m: [] for m in BASELINES}
     for masked, _, mask in samples:
         image, hidden = tensor_to_image(masked), mask[0].numpy() > 0.5
         for method in BASELINES:
             started = time.perf_counter()
-            inpaint_with_mask(image, hidden, method, settings["inpaint_radius"], settings["dilate_px"])
+            inpaint_with_mask(image, hidden, method, p.inpaint_radius, p.dilate_px)
             timings[method].append(time.perf_counter() - started)
     return timings
 
 
-def score_test_set(
-    evaluation_model: nn.Module,
-    face_crops: Mapping[str, Callable],
-    masked_faces: Mapping[str, Callable],
-    mask_maps: Mapping[str, Callable],
-    data_split: pd.DataFrame,
-    mask_metadata: pd.DataFrame,
-    params: dict,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Per-image metrics of the model and every baseline on the test split, and the timings."""
-    s = _settings(params)
-    model, dtype = prepare_for_inference(evaluation_model, s["device"], s["precision"])
+
+
+def _score_batches(model: nn.Module, dtype: torch.dtype, pairs: PairedFaceDataset, test_ids: list[str],
+                   embedder: IdentityEmbedder | None, p: EvaluateParams) -> tuple[pd.DataFrame, float]:
+    """One row of metrics per test image for every method, streamed batch by batch; and the model's seconds."""
     device = next(model.parameters()).device
-    test_ids = _test_ids(data_split, s["limit"])
-    pairs = PairedFaceDataset(test_ids, masked_faces, face_crops, mask_maps)
-    embedder = IdentityEmbedder().load() if s["identity"] else None
-    loader = DataLoader(_TestSamples(pairs, float(s["inpaint_radius"]), s["dilate_px"], embedder),
-                        batch_size=s["batch_size"], shuffle=False, num_workers=s["num_workers"])
+    loader = DataLoader(_TestSamples(pairs, p.inpaint_radius, p.dilate_px, embedder),
+                        batch_size=p.batch_size, shuffle=False, num_workers=p.num_workers)
     frames, model_seconds, offset = [], 0.0, 0
     with tqdm(total=len(pairs), desc="evaluate", unit="img") as progress:
         for masked, clean, mask, baselines, identity in loader:
             _synchronize(device)
             started = time.perf_counter()
-            restored = restore(model, masked, dtype, s["flip_average"])
+            restored = restore(model, masked, dtype, p.flip_average)
             _synchronize(device)
             model_seconds += time.perf_counter() - started
             restored = restored.cpu()
@@ -281,23 +295,31 @@ def score_test_set(
             frames.append(pd.DataFrame(columns))
             offset += len(masked)
             progress.update(len(masked))
-    per_image = pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True), model_seconds
 
+
+def _with_groups(per_image: pd.DataFrame, mask_metadata: pd.DataFrame, bins: list[float]) -> pd.DataFrame:
+    """``per_image`` with each image's mask ``style`` and ``coverage_bin`` as its second and third columns."""
     styles = mask_metadata.assign(image_id=mask_metadata["image_id"].astype(str)).set_index("image_id")["style"]
     per_image.insert(1, "style", per_image["image_id"].map(styles).fillna("unknown").astype(str))
-    bins = [float(b) for b in s["coverage_bins"]]
-    labels = [f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(bins[:-1], bins[1:])]
+    labels = [f"{lo:.2f}-{hi:.2f}" for lo, hi in itertools.pairwise(bins)]
     per_image.insert(2, "coverage_bin", pd.cut(per_image["mask_coverage"], bins, labels=labels, right=False)
                      .astype(str).replace("nan", "outside bins"))
+    return per_image
 
-    timing_samples = [pairs[i] for i in range(min(s["timing_images"], len(pairs)))]
-    batch1 = _seconds_per_image_batch1(model, dtype, [t[0] for t in timing_samples], device, s["flip_average"])
-    per_baseline = _seconds_per_baseline(timing_samples, s)
-    timing = {
+
+def _timing(model: nn.Module, dtype: torch.dtype, pairs: PairedFaceDataset, model_seconds: float,
+            p: EvaluateParams) -> dict[str, Any]:
+    """Seconds per image at batch 1 (ours and the baselines), batched throughput, and the hardware it ran on."""
+    device = next(model.parameters()).device
+    timing_samples = [pairs[i] for i in range(min(p.timing_images, len(pairs)))]
+    batch1 = _seconds_per_image_batch1(model, dtype, [t[0] for t in timing_samples], device, p.flip_average)
+    per_baseline = _seconds_per_baseline(timing_samples, p)
+    return {
         "seconds_per_image_batch1_median": float(np.median(batch1)),
         "seconds_per_image_batch1_p95": float(np.percentile(batch1, 95)),
         "images_per_second_batched": float(len(pairs) / model_seconds) if model_seconds > 0 else math.nan,
-        "batch_size": s["batch_size"],
+        "batch_size": p.batch_size,
         **{f"{METHOD_PREFIXES[m]}seconds_per_image_median": float(np.median(v)) for m, v in per_baseline.items()},
         "device": device.type if device.index is None else f"{device.type}:{device.index}",
         "device_name": device_name(device),
@@ -305,7 +327,6 @@ def score_test_set(
         "threads": torch.get_num_threads(),
         "image_size": int(timing_samples[0][0].shape[-1]),
     }
-    return per_image, timing
 
 
 def _mean(column: pd.Series) -> float:
@@ -321,146 +342,9 @@ def _method_means(rows: pd.DataFrame) -> dict[str, float]:
 
 def _breakdown(per_image: pd.DataFrame, column: str) -> dict[str, dict[str, float]]:
     return {
-        str(group): {"n_images": int(len(rows)), **_method_means(rows)}
+        str(group): {"n_images": len(rows), **_method_means(rows)}
         for group, rows in per_image.groupby(column, sort=True, observed=True)
     }
-
-
-def summarise_evaluation(per_image_metrics: pd.DataFrame, evaluation_timing: dict, model_info: dict) -> dict[str, Any]:
-    """Means over the test split for every method, by mask style and by coverage, with timing and provenance."""
-    return {
-        "n_images": int(len(per_image_metrics)),
-        **_method_means(per_image_metrics),
-        **evaluation_timing,
-        **model_info,
-        "by_style": _breakdown(per_image_metrics, "style"),
-        "by_coverage": _breakdown(per_image_metrics, "coverage_bin"),
-    }
-
-
-def _fmt(value: float, digits: int) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def _outside(value: float | None) -> str:
-    """Mean PSNR outside the mask; ``exact`` when every image comes back bit-identical there (the cap)."""
-    if value is not None and math.isfinite(value) and value >= PSNR_CAP:
-        return "exact"
-    return _fmt(math.nan if value is None else value, 2)
-
-
-def _seconds(metrics: dict, method: str) -> str:
-    if method == "model":
-        return f"{metrics['seconds_per_image_batch1_median']:.3f} s/sample"
-    if method == "input":
-        return "0"
-    return f"{metrics[METHOD_PREFIXES[method] + 'seconds_per_image_median']:.3f} s/sample"
-
-
-def evaluation_table(evaluation_metrics: dict) -> str:
-    """A Markdown report: the paper's Table I (with in-mask columns), then breakdowns by style and coverage."""
-    m = evaluation_metrics
-    name = m.get("architecture", "model") + (" + batch norm" if m.get("batch_norm") else "")
-    name += " + mask head, composited" if m.get("composite") else ""
-    name += " + flip averaging" if m.get("flip_average") else ""
-    size = m.get("image_size")
-    lines = [
-        "# Evaluation on the test split",
-        "",
-        f"{m['n_images']} test images{f' at {size}x{size}' if size else ''}; model `{m.get('checkpoint')}` "
-        f"({name}, filters {m.get('filters')}, {m.get('parameters', 0) / 1e6:.2f} M parameters); "
-        f"{m['precision']} on {m['device']} ({m['device_name']}, {m['threads']} threads).",
-        "Metrics on RGB in [0, 1] (data range 1.0); SSIM: 11x11 Gaussian window, sigma 1.5; \"in mask\": over",
-        "the pixels the synthetic mask hides. Our model never sees the mask; the OpenCV baselines are given it.",
-        "Prediction time: median seconds per image at batch 1 (warm); the OpenCV baselines run on one core.",
-        "",
-        "| Method | SSIM | PSNR (dB) | SSIM in mask | PSNR in mask (dB) | L1 in mask | PSNR outside mask (dB) "
-        "| Prediction time |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for method, prefix in METHOD_PREFIXES.items():
-        label = METHOD_LABELS[method].format(name=name)
-        lines.append(
-            f"| {label} | {_fmt(m[prefix + 'ssim'], 4)} | {_fmt(m[prefix + 'psnr'], 2)} | "
-            f"{_fmt(m[prefix + 'ssim_mask'], 4)} | {_fmt(m[prefix + 'psnr_mask'], 2)} | "
-            f"{_fmt(m[prefix + 'l1_mask'], 4)} | {_outside(m.get(prefix + 'psnr_outside'))} | {_seconds(m, method)} |"
-        )
-    lines.append(
-        f"| The paper's RA-UNet (reported, CelebA 256x256, RTX 2070) | {PAPER_ROW['ssim']:.2f} | "
-        f"{PAPER_ROW['psnr']:.2f} | n/a | n/a | n/a | n/a | {PAPER_ROW['seconds']:.2f} s/sample |"
-    )
-    lines.append("")
-    lines.append(f"Throughput of our model at batch {m['batch_size']}: {m['images_per_second_batched']:.1f} images/s.")
-    for key, title in (("by_style", "mask style"), ("by_coverage", "mask coverage (fraction of the crop hidden)")):
-        lines += ["", f"## Inside the mask, by {title}", "",
-                  "| Group | Images | " + " | ".join(f"{METHOD_LABELS[k].split(',')[0].split(':')[0]} PSNR / SSIM"
-                                                       for k in METHOD_PREFIXES) + " |",
-                  "| --- | ---: |" + " ---: |" * len(METHOD_PREFIXES)]
-        for group, g in m[key].items():
-            cells = " | ".join(f"{_fmt(g[p + 'psnr_mask'], 2)} / {_fmt(g[p + 'ssim_mask'], 4)}"
-                               for p in METHOD_PREFIXES.values())
-            lines.append(f"| {group} | {g['n_images']} | {cells} |")
-    if "identity_distance" in m:
-        lines += _identity_section(m)
-    return "\n".join(lines) + "\n"
-
-
-def _identity_cell(values: dict, prefix: str) -> str:
-    share = values[prefix + "same_person"]
-    return f"{_fmt(values[prefix + 'identity_distance'], 3)} / {_fmt(100 * share, 1)} %"
-
-
-def _identity_section(m: dict) -> list[str]:
-    """Report lines: each method's mean embedding distance to the ground truth and same-person share, by style."""
-    methods = [k for k in METHOD_PREFIXES if METHOD_PREFIXES[k] + "identity_distance" in m]
-    short = {k: METHOD_LABELS[k].split(",")[0].split(":")[0] for k in methods}
-    lines = [
-        "", "## Identity: does the person stay the person?", "",
-        "Euclidean distance between the dlib face-recognition embeddings (ResNet, 128-d) of each restoration",
-        "and of its ground truth, both cut as the same 150x150 chip at the ground truth's landmarks; under",
-        f"{SAME_PERSON_DISTANCE} dlib takes two faces for the same person. Each cell: the mean distance / the share",
-        f"of test faces under {SAME_PERSON_DISTANCE}.",
-        "",
-        "| Group | Images | " + " | ".join(short[k] for k in methods) + " |",
-        "| --- | ---: |" + " ---: |" * len(methods),
-        f"| all | {m['n_images']} | " + " | ".join(_identity_cell(m, METHOD_PREFIXES[k]) for k in methods) + " |",
-    ]
-    for group, g in m["by_style"].items():
-        lines.append(f"| {group} | {g['n_images']} | "
-                     + " | ".join(_identity_cell(g, METHOD_PREFIXES[k]) for k in methods) + " |")
-    return lines
-
-
-def comparison_grid(
-    evaluation_model: nn.Module,
-    face_crops: Mapping[str, Callable],
-    masked_faces: Mapping[str, Callable],
-    mask_maps: Mapping[str, Callable],
-    data_split: pd.DataFrame,
-    params: dict,
-) -> plt.Figure:
-    """masked | ours | Telea | ground truth for fixed test ids (``grid_ids``, else the first ``grid_images``)."""
-    s = _settings(params)
-    test_ids = _test_ids(data_split, None)
-    ids = [str(i) for i in s["grid_ids"]] if s["grid_ids"] else test_ids[: s["grid_images"]]
-    unknown = sorted(set(ids) - set(test_ids))
-    if unknown:
-        raise ValueError(f"evaluate.grid_ids {unknown} are not test images of the current split.")
-    model, dtype = prepare_for_inference(evaluation_model, s["device"], s["precision"])
-    pairs = PairedFaceDataset(ids, masked_faces, face_crops, mask_maps)
-    samples = [pairs[i] for i in range(len(pairs))]
-    restored = restore(model, torch.stack([t[0] for t in samples]), dtype, s["flip_average"]).cpu()
-    telea = [inpaint_with_mask(tensor_to_image(m), k[0].numpy() > 0.5, "telea", s["inpaint_radius"], s["dilate_px"])
-             for m, _, k in samples]
-    return image_grid(
-        {
-            "masked": [tensor_to_image(t[0]) for t in samples],
-            "ours (blind)": [tensor_to_image(t) for t in restored],
-            "Telea (true mask)": telea,
-            "ground truth": [tensor_to_image(t[1]) for t in samples],
-        },
-        row_labels=ids,
-    )
 
 
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -474,10 +358,3 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def metrics_for_mlflow(evaluation_metrics: dict) -> dict[str, dict[str, float]]:
-    """The numeric metrics, breakdowns flattened with dots, in kedro-mlflow's ``{name: {"value", "step"}}`` form."""
-    return {
-        name.replace(" ", "_"): {"value": float(value), "step": 0}
-        for name, value in _flatten(evaluation_metrics).items()
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
-    }

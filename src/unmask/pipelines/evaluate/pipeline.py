@@ -4,12 +4,12 @@ from kedro.pipeline import Node, Pipeline
 
 from unmask.pipelines.evaluate.nodes import (
     comparison_grid,
-    evaluation_table,
     metrics_for_mlflow,
     score_test_set,
     select_model,
     summarise_evaluation,
 )
+from unmask.pipelines.evaluate.report import evaluation_table
 
 _IMAGES = ["face_crops", "masked_faces", "mask_maps", "data_split"]
 
