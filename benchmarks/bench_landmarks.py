@@ -41,9 +41,9 @@ if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
 from unmask.imaging.landmark_detector import (  # noqa: E402
+    INSTALL_HINT,
     CELEBA_TEMPLATE_178x218,
     FaceLandmarkDetector,
-    INSTALL_HINT,
     available,
     five_from_68,
 )
@@ -109,7 +109,7 @@ def make_masker(kind: str, seed: int):
             probe = np.full((109, 89, 3), 128, np.uint8)
             if renderer(probe, template_for(89, 109)).shape != probe.shape:
                 raise RuntimeError("renderer returned a wrong shape")
-            return "mask_renderer (random styles, seed %d)" % seed, renderer
+            return f"mask_renderer (random styles, seed {seed})", renderer
         except Exception as exc:  # noqa: BLE001 (anything broken in the other module: fall back)
             if kind == "renderer":
                 raise

@@ -56,7 +56,13 @@ except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from unmask.models import build_loss, build_model, count_parameters
-from unmask.models.devices import cpu_name, keep_freed_memory, memory_format_for, release_freed_memory, retain_freed_memory
+from unmask.models.devices import (
+    cpu_name,
+    keep_freed_memory,
+    memory_format_for,
+    release_freed_memory,
+    retain_freed_memory,
+)
 from unmask.models.inference import prepare_for_inference, restore
 from unmask.models.training import build_optimizer, training_step
 
@@ -278,7 +284,7 @@ def time_training(name: str, filters: tuple[int, ...], args: argparse.Namespace,
     loss_fn = build_loss("ssim_l1")
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     with retain_freed_memory(variant.retain_malloc and device.type == "cpu"):
-        timing = time_call(lambda: training_step(model, x, y, loss_fn, optimizer, scaler, dtype), device,
+        timing = time_call(lambda m=model, o=optimizer: training_step(m, x, y, loss_fn, o, scaler, dtype), device,
                            args.warmup, args.repeats, args.quiet_wait)
     del model, optimizer
     return timing

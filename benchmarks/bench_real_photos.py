@@ -45,7 +45,6 @@ import sys
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -273,7 +272,7 @@ def _print(figures: dict) -> None:
         if not s["photos"]:
             continue
 
-        def cell(key: str, width: int, unit: str = "%") -> str:
+        def cell(key: str, width: int, unit: str = "%", s: dict = s) -> str:
             return f"{s[key]:{width - len(unit)}.1f}{unit}" if s.get(key) is not None else f"{'-':>{width}s}"
 
         area = f"{s['changed_area_pct_mean']:11.2f}%" if s.get("changed_area_pct_mean") is not None else f"{'-':>12s}"

@@ -499,7 +499,7 @@ class GpuCheck:
             model, dtype = prepare_for_inference(model, self.device, precision)
             for batch in (1, 8):
                 x = masked[:batch]
-                seconds = self._time(lambda: restore(model, x, dtype), self.mode.infer_repeats) / batch
+                seconds = self._time(lambda m=model, x=x, d=dtype: restore(m, x, d), self.mode.infer_repeats) / batch
                 out = restore(model, x, dtype)
                 check_finite(f"{precision} restoration at batch {batch}", out)
                 if not (float(out.min()) >= 0.0 and float(out.max()) <= 1.0):

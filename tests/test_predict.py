@@ -20,7 +20,7 @@ from torch import nn
 import unmask.predict as predict_module
 from unmask.commands import cli
 from unmask.imaging.alignment import transform_points
-from unmask.imaging.landmark_detector import CELEBA_TEMPLATE_178x218, INSTALL_HINT, Detection, available
+from unmask.imaging.landmark_detector import INSTALL_HINT, CELEBA_TEMPLATE_178x218, Detection, available
 from unmask.models import build_model, save_model
 from unmask.models.inference import restore
 from unmask.predict import SHIPPED_CHECKPOINT, Unmasker, choose_checkpoint, crop_size_for, read_photo

@@ -16,6 +16,7 @@ from PIL import Image
 from unmask.imaging import celeba
 from unmask.imaging.celeba import (
     UnreadableImageError,
+    aligned_face_region,
     decode_image,
     list_images,
     locate_celeba,
@@ -25,7 +26,6 @@ from unmask.imaging.celeba import (
     read_image_size,
     read_landmarks,
     read_partitions,
-    aligned_face_region,
     template_landmarks,
 )
 from unmask.imaging.demo_faces import generate_demo_celeba

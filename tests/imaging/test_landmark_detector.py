@@ -19,10 +19,10 @@ import pytest
 
 import unmask.imaging.landmark_detector as ld
 from unmask.imaging.landmark_detector import (
+    INSTALL_HINT,
     CELEBA_TEMPLATE_178x218,
     Detection,
     FaceLandmarkDetector,
-    INSTALL_HINT,
     available,
     five_from_68,
     lower_face_from_eyes,

@@ -17,8 +17,8 @@ import ctypes
 import platform
 import sys
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import ContextManager
 
 import torch
 
@@ -97,7 +97,7 @@ def memory_format_for(device: torch.device) -> torch.memory_format:
     return torch.channels_last if device.type in ("cuda", "cpu") else torch.contiguous_format
 
 
-def autocast(device: torch.device, dtype: torch.dtype) -> ContextManager:
+def autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager:
     """Mixed-precision context for ``dtype``, or a no-op for fp32."""
     if dtype == torch.float32:
         return contextlib.nullcontext()
