@@ -3,8 +3,8 @@
 For every face the offline detector finds (:class:`unmask.imaging.face_detector.BlazeFaceDetector`:
 MediaPipe's BlazeFace for the boxes, dlib's shape predictor for the landmarks; nose and mouth placed
 from the eyes when the lower face is covered), the photo is warped into the ``S`` x ``S`` crop the
-model was trained on (:func:`unmask.imaging.alignment.align_face`, the same template and border
-handling as the ``faces`` stage), restored by the model without any mask, and blended back at the
+model was trained on (:func:`unmask.imaging.alignment.align_face`, the same template as the
+``faces`` stage; past the photo's edge the crop repeats edge pixels, ``PHOTO_BORDER``), restored by the model without any mask, and blended back at the
 photo's own resolution where the model changed the crop (:mod:`unmask.imaging.blending`). Pixels
 outside the faces' crops, and inside them where the model changed nothing, are untouched.
 
