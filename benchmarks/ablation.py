@@ -4,13 +4,14 @@
 
 Each variant is a set of ``train`` (and ``evaluate``) parameter overrides on top of the Kedro
 environment ``--env`` (``conf/celeba_sample`` by default); a test-time-only variant re-evaluates the
-model of the variant it names instead of training again. For each one this runs ``kedro run --env ENV --pipelines=train,evaluate``
-with those overrides in a fresh process (so every variant is its own MLflow run, comparable in the
-MLflow UI), on the data the environment already prepared (run ``kedro run --env celeba_sample
---pipelines=ingest,faces,masks,split --params ingest.celeba_path=...`` first, or pass ``--celeba
-PATH`` to do it here). Every variant gets the same number of epochs (``--epochs``; the paper's
-network, 3.4x slower per epoch at 64 px, gets ``--paper-epochs``) and the cosine schedule spans
-them, so short runs still end at a low learning rate.
+model of the variant it names instead of training again. For each one this runs
+``kedro run --env ENV --pipelines=train,evaluate`` with those overrides in a fresh process (so every
+variant is its own MLflow run, comparable in the MLflow UI), on the data the environment already
+prepared (run ``kedro run --env celeba_sample --pipelines=ingest,faces,masks,split --params
+ingest.celeba_path=...`` first, or pass ``--celeba PATH`` to do it here). Every variant gets the
+same number of epochs (``--epochs``; the paper's network, 3.4x slower per epoch at 64 px, gets
+``--paper-epochs``) and the cosine schedule spans them, so short runs still end at a low learning
+rate.
 
 Printed and written to ``--out`` (Markdown): per variant, PSNR and SSIM inside the mask and on the
 whole image, the same figures on the held-out style for ``holdout`` variants, parameters, batch-1

@@ -207,7 +207,8 @@ def run(args: argparse.Namespace) -> int:
             for f in found:
                 if f is not None:
                     methods[f.method] = methods.get(f.method, 0) + 1
-            print(f"  {name}: {sum(methods.values())}/{len(batch)} = {sum(methods.values()) / len(batch):.1%} {methods}")
+            false_hits = sum(methods.values())
+            print(f"  {name}: {false_hits}/{len(batch)} = {false_hits / len(batch):.1%} {methods}")
     if args.occlusion_stats:
         oc = np.array([f.occlusion for f in results["clean"][0] if f is not None])
         om = np.array([f.occlusion for f in results["masked"][0] if f is not None])

@@ -280,7 +280,8 @@ def time_training(name: str, filters: tuple[int, ...], args: argparse.Namespace,
     model.dense_concat_grads = variant.dense_concat
     x, y = masked.to(device).contiguous(memory_format=fmt), clean.to(device)
     dtype = DTYPES[variant.dtype]
-    optimizer = build_optimizer(model, 1e-4, device) if variant.fused_adam else torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = (build_optimizer(model, 1e-4, device) if variant.fused_adam
+                 else torch.optim.Adam(model.parameters(), lr=1e-4))
     loss_fn = build_loss("ssim_l1")
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     with retain_freed_memory(variant.retain_malloc and device.type == "cpu"):
@@ -481,7 +482,8 @@ def ablation(args: argparse.Namespace, device: torch.device) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["unet", "attention_unet", "ra_unet"],
                    choices=["unet", "attention_unet", "ra_unet"])
     p.add_argument("--sizes", nargs="+", type=int, default=[256, 128])

@@ -164,7 +164,8 @@ def _summary(rows: list[dict], detect_only: bool) -> dict:
     if any(f is not None for f in fractions):
         known = [f for f in fractions if f is not None]
         out["largest_mask_fraction_percentiles"] = dict(zip(
-            ("p5", "p25", "p50", "p75", "p95"), (round(float(v), 4) for v in np.percentile(known, [5, 25, 50, 75, 95]))))
+            ("p5", "p25", "p50", "p75", "p95"),
+            (round(float(v), 4) for v in np.percentile(known, [5, 25, 50, 75, 95]))))
         out["photos_with_a_face_at_or_above_pct"] = {
             f"{t:.2f}": round(100.0 * sum((f or 0.0) >= t for f in fractions) / n, 2) for t in SWEEP}
     if not detect_only:

@@ -112,13 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("clean crop (ground truth)", [(r.image_id, _tile(crops[r.image_id], args.tile)) for r in one]),
         ("masked crop (model input)", [(r.style, _tile(masked[r.image_id], args.tile)) for r in one]),
-        ("mask map (evaluation only)", [(f"coverage {r.coverage:.2f}", _tile(maps[r.image_id], args.tile)) for r in one]),
+        ("mask map (evaluation only)",
+         [(f"coverage {r.coverage:.2f}", _tile(maps[r.image_id], args.tile)) for r in one]),
     ]
     args.out.mkdir(parents=True, exist_ok=True)
     _save(args.out / "masks_styles.png", _grid(rows, args.tile))
 
     rows = []
-    for style, title in (("surgical", "surgical: pleats, hems, ear loops"), ("n95", "N95: dome, seam, head straps, valve"),
+    for style, title in (("surgical", "surgical: pleats, hems, ear loops"),
+                         ("n95", "N95: dome, seam, head straps, valve"),
                          ("kn95", "KN95: centre fold, shaded half, ear loops")):
         chosen = pick(meta[meta["style"] == style], args.per_row)
         rows.append((title, [(caption(r), _tile(masked[r.image_id], args.tile)) for r in chosen.itertuples()]))

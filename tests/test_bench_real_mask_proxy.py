@@ -180,8 +180,8 @@ def test_score_pastes_test_cutouts_and_scores_model_and_baselines(tmp_path: Path
     torch.manual_seed(0)
     save_model(build_model("ra_unet", filters=(4, 8), composite=True), tmp_path / "model.safetensors")
     done = _run("score", "--cache", str(cache), "--data", str(data),
-                "--checkpoint", str(tmp_path / "model.safetensors"), "--out", str(out), "--limit", "5", "--synthetic", "--threads", "1", "--device", "cpu",
-                "--precision", "fp32", "--batch-size", "2", "--grid", "4")
+                "--checkpoint", str(tmp_path / "model.safetensors"), "--out", str(out), "--limit", "5", "--synthetic",
+                "--threads", "1", "--device", "cpu", "--precision", "fp32", "--batch-size", "2", "--grid", "4")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| real | OpenCV Telea, given the true mask |" in done.stdout
     assert "| synthetic | Ours, blind (ra_unet, flip averaging) |" in done.stdout
@@ -206,7 +206,8 @@ def test_score_pastes_test_cutouts_and_scores_model_and_baselines(tmp_path: Path
 
     # same draw again: identical numbers; without a model: the baselines alone
     again = _run("score", "--cache", str(cache), "--data", str(data),
-                 "--checkpoint", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "out2"), "--limit", "5", "--threads", "1")
+                 "--checkpoint", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "out2"),
+                 "--limit", "5", "--threads", "1")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "scoring the baselines only" in again.stdout
     second = json.loads((tmp_path / "out2" / "results.json").read_text())

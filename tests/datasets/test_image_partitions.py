@@ -94,7 +94,8 @@ def test_worker_processes_write_the_same_files(tmp_path):
     ImagePartitionsDataset(path=str(tmp_path / "serial"), workers=1).save(jobs)
     ImagePartitionsDataset(path=str(tmp_path / "parallel"), workers=2, parallel_from=1, chunk_size=3).save(jobs)
     for name in jobs:
-        assert (tmp_path / "serial" / f"{name}.png").read_bytes() == (tmp_path / "parallel" / f"{name}.png").read_bytes()
+        serial = (tmp_path / "serial" / f"{name}.png").read_bytes()
+        assert serial == (tmp_path / "parallel" / f"{name}.png").read_bytes()
 
 
 def test_unpicklable_jobs_are_written_in_this_process(tmp_path, caplog):

@@ -70,7 +70,8 @@ def test_template_is_a_plausible_symmetric_face_layout():
 
 @pytest.mark.parametrize("size", [16, 64, 256])
 @pytest.mark.parametrize(
-    "angle, scale, tx, ty", [(0, 1, 0, 0), (17, 0.7, 40, -12), (-35, 2.5, 300, 80), (90, 0.3, 10, 10), (179, 1.3, 5, 400)]
+    "angle, scale, tx, ty",
+    [(0, 1, 0, 0), (17, 0.7, 40, -12), (-35, 2.5, 300, 80), (90, 0.3, 10, 10), (179, 1.3, 5, 400)],
 )
 def test_known_similarity_is_recovered(size, angle, scale, tx, ty):
     image_from_crop = similarity(angle, scale, tx, ty)

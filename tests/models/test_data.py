@@ -100,7 +100,8 @@ def test_fresh_masks_are_a_function_of_seed_id_and_epoch() -> None:
     assert mask.any() and not changed[mask == 0].any()
     # the map is that of the spec drawn from variant `epoch` of the image's seed
     points = np.asarray(LANDMARKS, np.float32).reshape(5, 2)
-    spec = sample_mask_spec(points, 32, np.random.default_rng(image_seed(0, "000001", variant=1)), ["surgical", "cloth"])
+    rng = np.random.default_rng(image_seed(0, "000001", variant=1))
+    spec = sample_mask_spec(points, 32, rng, ["surgical", "cloth"])
     assert np.array_equal(mask, rasterize_mask(spec, 32))
 
 

@@ -497,8 +497,8 @@ def _parse_table(source, name: str | None, columns: list[str], kind: type, with_
             try:
                 row.append(kind(tok) if kind is float else int(tok))
             except ValueError:
-                raise ValueError(f"{label}, line {lineno}: {tok!r} is not {'a number' if kind is float else 'an integer'}"
-                                 f" in {raw.strip()!r}") from None
+                raise ValueError(f"{label}, line {lineno}: {tok!r} is not "
+                                 f"{'a number' if kind is float else 'an integer'} in {raw.strip()!r}") from None
         iid = image_id(tokens[0])
         if iid in first_line:
             raise ValueError(f"{label}, line {lineno}: image {tokens[0]!r} is listed again (first on line "

@@ -264,7 +264,8 @@ def _colours(style: str, rng: np.random.Generator) -> tuple[tuple, tuple, tuple,
     if style == "surgical":
         base = _pick(
             rng,
-            [((150, 200, 228), 0.55), (white, 0.2), ((42, 43, 48), 0.12), ((168, 214, 196), 0.07), ((236, 188, 204), 0.06)],
+            [((150, 200, 228), 0.55), (white, 0.2), ((42, 43, 48), 0.12), ((168, 214, 196), 0.07),
+             ((236, 188, 204), 0.06)],
         )
         colour = _jitter_rgb(base, rng)
         secondary = _jitter_rgb(white if base != white else (214, 218, 222), rng, 6)
@@ -274,11 +275,15 @@ def _colours(style: str, rng: np.random.Generator) -> tuple[tuple, tuple, tuple,
         base = _pick(rng, [((238, 238, 234), 0.5), ((214, 214, 212), 0.25), ((232, 226, 210), 0.25)])
         colour = _jitter_rgb(base, rng, 6)
         secondary = _jitter_rgb((150, 150, 152), rng, 10)  # valve
-        strap = _pick(rng, [((230, 205, 70), 0.3), ((70, 110, 190), 0.25), ((235, 235, 235), 0.25), ((220, 120, 50), 0.2)])
+        strap = _pick(
+            rng, [((230, 205, 70), 0.3), ((70, 110, 190), 0.25), ((235, 235, 235), 0.25), ((220, 120, 50), 0.2)]
+        )
         return colour, secondary, _jitter_rgb(strap, rng, 8), "dome", params
     if style == "kn95":
         base = _pick(
-            rng, [((240, 240, 238), 0.45), ((38, 38, 42), 0.2), ((150, 150, 155), 0.12), ((160, 200, 230), 0.12), ((236, 190, 205), 0.11)]
+            rng,
+            [((240, 240, 238), 0.45), ((38, 38, 42), 0.2), ((150, 150, 155), 0.12), ((160, 200, 230), 0.12),
+             ((236, 190, 205), 0.11)],
         )
         colour = _jitter_rgb(base, rng, 6)
         return colour, colour, _jitter_rgb(colour, rng, 6), "fold", params
@@ -298,7 +303,11 @@ def _colours(style: str, rng: np.random.Generator) -> tuple[tuple, tuple, tuple,
         return colour, _jitter_rgb(secondary, rng, 6), _jitter_rgb(strap, rng, 6), pattern, params
     if style == "bandana":
         colour = _jitter_rgb(
-            _pick(rng, [((178, 30, 36), 0.35), ((30, 42, 92), 0.25), ((26, 26, 28), 0.15), ((44, 112, 64), 0.1), ((44, 84, 164), 0.15)]),
+            _pick(
+                rng,
+                [((178, 30, 36), 0.35), ((30, 42, 92), 0.25), ((26, 26, 28), 0.15), ((44, 112, 64), 0.1),
+                 ((44, 84, 164), 0.15)],
+            ),
             rng,
         )
         secondary = _jitter_rgb((236, 232, 222), rng, 6)

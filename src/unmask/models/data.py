@@ -137,8 +137,9 @@ class FreshMasks:
         """The generator of this draw's variety (stream 1: clean or not, material, degradation; 2: donor face)."""
         return np.random.default_rng([image_seed(self.seed, image_id, variant=int(epoch)), int(stream)])
 
-    def __call__(self, image_id: str, crop: np.ndarray, epoch: int,
-                 donor: np.ndarray | Callable[[], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(
+        self, image_id: str, crop: np.ndarray, epoch: int, donor: np.ndarray | Callable[[], np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(masked crop, target crop, mask map)`` for this face in this epoch (HxWx3, HxWx3, HxW {0, 1} uint8).
 
         The target is ``crop`` itself unless the draw degrades the pair; ``donor`` (another face
@@ -258,7 +259,8 @@ class EpochSampler(Sampler):
     def __iter__(self) -> Iterator[tuple[int, bool] | tuple[int, bool, int]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.size, generator=generator) if self.shuffle else torch.arange(self.size)
-        flips = torch.rand(self.size, generator=generator) < 0.5 if self.flip else torch.zeros(self.size, dtype=torch.bool)
+        flips = (torch.rand(self.size, generator=generator) < 0.5 if self.flip
+                 else torch.zeros(self.size, dtype=torch.bool))
         if self.pad:
             total = len(self) * self.world
             order = torch.cat([order, order[: total - self.size]]) if total > self.size else order

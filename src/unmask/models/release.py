@@ -60,7 +60,8 @@ def ship_model(checkpoint: Path, target: Path, tolerance: float = 2.0 / 255, see
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="a trained model's .safetensors (its .json beside it)")
-    parser.add_argument("target", type=Path, help="where to write the float16 copy, e.g. models/unmask_ra_unet_64.safetensors")
+    parser.add_argument("target", type=Path,
+                        help="where to write the float16 copy, e.g. models/unmask_ra_unet_64.safetensors")
     args = parser.parse_args(argv)
     metadata = ship_model(args.checkpoint, args.target)
     size_mb = args.target.stat().st_size / 1e6

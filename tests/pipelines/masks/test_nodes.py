@@ -231,7 +231,8 @@ def generated_faces(tmp_path_factory):
             image, points = demo_faces.render_demo_face(identity_seed=k % 8, image_seed=1000 + k)
             image_id = f"{k + 1:06d}"
             Image.fromarray(image).save(folder / f"{image_id}.png")
-            rows.append({"image_id": image_id, "source": str(folder.parent), "member": f"img_align_celeba/{image_id}.png",
+            rows.append({"image_id": image_id, "source": str(folder.parent),
+                         "member": f"img_align_celeba/{image_id}.png",
                          "width": image.shape[1], "height": image.shape[0], **landmarks_to_columns(points)})
     crops, table = crop_faces(pd.DataFrame(rows), {"size": 128, "border": "reflect"})
     chin_image = np.array([p @ [x, y, 1.0] for (x, y), p in zip(chins, poses)])

@@ -68,7 +68,8 @@ def test_the_returned_weights_are_those_of_the_best_validation_epoch(tiny_partit
     # A large learning rate makes later epochs overshoot, so the best epoch is not always the last.
     params = {**PARAMS, "epochs": 4, "learning_rate": 0.05}
     model, history = _train(p, params)
-    val = PairedFaceDataset(sorted(p["data_split"].query("split == 'val'")["image_id"]), p["masked_faces"], p["face_crops"])
+    val_ids = sorted(p["data_split"].query("split == 'val'")["image_id"])
+    val = PairedFaceDataset(val_ids, p["masked_faces"], p["face_crops"])
     masked = torch.stack([val[i][0] for i in range(len(val))])
     clean = torch.stack([val[i][1] for i in range(len(val))])
     with torch.no_grad():
@@ -286,7 +287,8 @@ def test_ddp_on_two_cpu_processes_splits_the_data_and_returns_rank_0s_weights(ti
     log_dir = tmp_path / "loads"
     log_dir.mkdir()
     # Spawned workers unpickle their data, so the loaders must be importable functions, not lambdas.
-    crops = {i: functools.partial(_recording_load, np.array(load()), i, str(log_dir)) for i, load in p["face_crops"].items()}
+    crops = {i: functools.partial(_recording_load, np.array(load()), i, str(log_dir))
+             for i, load in p["face_crops"].items()}
     masked = {i: functools.partial(_recording_load, np.array(load()), i, str(log_dir))
               for i, load in p["masked_faces"].items()}
     collected = {}
@@ -414,7 +416,8 @@ def test_clean_faces_new_materials_and_degradations_train_a_composite_network(ti
     monkeypatch.setattr("unmask.pipelines.train.nodes.fit", spy)
     with pytest.raises(RuntimeError, match="stop"):
         _train(p, params)
-    assert (seen["fresh"].clean_fraction, seen["fresh"].material_fraction, seen["fresh"].degrade_fraction) == (0.3, 0.5, 0.4)
+    fresh = seen["fresh"]
+    assert (fresh.clean_fraction, fresh.material_fraction, fresh.degrade_fraction) == (0.3, 0.5, 0.4)
     assert "clean=0.3" in seen["fresh"].digest_text()  # a checkpoint never resumes under other variety
     with pytest.raises(ValueError, match=re.escape("train.clean_fraction=0.2: Value error, needs train.fresh_masks")):
         _train(p, {**PARAMS, "clean_fraction": 0.2})

@@ -92,7 +92,8 @@ class MaskMap:
     def render_array(self) -> np.ndarray:
         """``size`` x ``size`` uint8, 255 on hidden pixels and 0 elsewhere."""
         points = np.asarray(self.landmarks, dtype=np.float32).reshape(5, 2)
-        return rasterize_mask(seeded_mask_spec(points, self.size, self.spec_seed, self.styles), self.size) * np.uint8(255)
+        spec = seeded_mask_spec(points, self.size, self.spec_seed, self.styles)
+        return rasterize_mask(spec, self.size) * np.uint8(255)
 
     def __call__(self) -> Image.Image:
         return Image.fromarray(self.render_array(), mode="L")
@@ -104,7 +105,9 @@ class MaskMap:
         self.landmarks, self.size, self.spec_seed, self.styles = state
 
 
-def describe_masks(items: Sequence[tuple[str, tuple[float, ...], int, int]], styles: tuple[str, ...]) -> dict[str, list]:
+def describe_masks(
+    items: Sequence[tuple[str, tuple[float, ...], int, int]], styles: tuple[str, ...]
+) -> dict[str, list]:
     """Metadata columns (``METADATA_COLUMNS``) of ``(image_id, landmarks, size, spec_seed)`` items."""
     columns: dict[str, list] = {name: [] for name in METADATA_COLUMNS}
     for image_id, landmarks, size, spec_seed in items:
@@ -210,5 +213,6 @@ def apply_synthetic_masks(
     metadata["coverage"] = metadata["coverage"].astype("float64")
     if len(metadata):
         counts = metadata["style"].value_counts().to_dict()
-        logger.info("Masking %d faces; styles %s; mean coverage %.3f", len(metadata), counts, metadata["coverage"].mean())
+        logger.info("Masking %d faces; styles %s; mean coverage %.3f",
+                    len(metadata), counts, metadata["coverage"].mean())
     return masked, maps, metadata

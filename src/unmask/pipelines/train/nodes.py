@@ -34,7 +34,8 @@ def _held_out_ids(mask_metadata: pd.DataFrame, styles: list[str]) -> set[str]:
     style = mask_metadata["style"].astype(str)
     unknown = sorted(set(styles) - set(style))
     if unknown:
-        raise ValueError(f"train.holdout_styles {unknown} is not a mask style of this data; styles: {sorted(set(style))}.")
+        raise ValueError(f"train.holdout_styles {unknown} is not a mask style of this data; "
+                         f"styles: {sorted(set(style))}.")
     return set(mask_metadata.loc[style.isin(styles), "image_id"].astype(str))
 
 
