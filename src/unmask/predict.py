@@ -6,7 +6,8 @@ from the eyes when the lower face is covered), the photo is warped into the ``S`
 model was trained on (:func:`unmask.imaging.alignment.align_face`, the same template as the
 ``faces`` stage; past the photo's edge the crop repeats edge pixels, ``PHOTO_BORDER``), restored
 by the model without any mask, and blended back at the photo's own resolution where the model
-changed the crop (:mod:`unmask.imaging.blending`). Pixels outside the faces' crops, and inside them where the model changed nothing, are untouched.
+changed the crop (:mod:`unmask.imaging.blending`). Pixels outside the faces' crops, and inside
+them where the model changed nothing, are untouched.
 
 A network with a mask head (``composite``) also says where it sees a mask. A face is restored only
 when that predicted mask (probability > 0.5) covers at least ``min_mask_fraction`` of the crop, and
