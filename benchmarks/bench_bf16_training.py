@@ -23,12 +23,12 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from celeba_pairs import SHARED_ZIP, celeba_pairs  # noqa: E402
+from celeba_pairs import SHARED_ZIP, celeba_pairs
 
-from unmask.models import build_loss, build_model, psnr, ssim  # noqa: E402
-from unmask.models.devices import retain_freed_memory  # noqa: E402
-from unmask.models.inference import restore  # noqa: E402
-from unmask.models.training import training_step  # noqa: E402
+from unmask.models import build_loss, build_model, psnr, ssim
+from unmask.models.devices import retain_freed_memory
+from unmask.models.inference import restore
+from unmask.models.training import training_step
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

@@ -44,7 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
-from _common import celeba_path_exists, configure_logging  # noqa: E402 - benchmarks/ is the script's folder
+from _common import celeba_path_exists, configure_logging  # benchmarks/ is the script's folder
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -90,7 +90,7 @@ class MemorySampler:
     peaks: Peaks = field(default_factory=Peaks)
 
     def __post_init__(self) -> None:
-        import psutil  # noqa: PLC0415
+        import psutil
 
         self._me = psutil.Process()
         self._lock = threading.Lock()
@@ -99,7 +99,7 @@ class MemorySampler:
         self._thread.start()
 
     def _sample(self) -> None:
-        import psutil  # noqa: PLC0415
+        import psutil
 
         procs = [self._me]
         try:
@@ -140,7 +140,7 @@ class MemorySampler:
 
 def _cpu_seconds() -> float:
     """CPU time of this process, its ended children and its live descendants."""
-    import psutil  # noqa: PLC0415
+    import psutil
 
     total = 0.0
     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
@@ -163,9 +163,9 @@ def _cpu_seconds() -> float:
 
 def _project_config(data_root: Path) -> tuple[dict, dict]:
     """``conf/base`` (+ ``conf/local``) catalog with every path moved under ``data_root``, and parameters."""
-    from kedro.config import OmegaConfigLoader  # noqa: PLC0415
+    from kedro.config import OmegaConfigLoader
 
-    from unmask.settings import CONFIG_LOADER_ARGS  # noqa: PLC0415
+    from unmask.settings import CONFIG_LOADER_ARGS
 
     loader = OmegaConfigLoader(conf_source=str(ROOT / "conf"), **CONFIG_LOADER_ARGS)
     catalog: dict = {}
@@ -184,10 +184,10 @@ def _project_config(data_root: Path) -> tuple[dict, dict]:
 
 
 def _pipelines() -> dict:
-    from unmask.pipelines.faces.pipeline import create_pipeline as faces  # noqa: PLC0415
-    from unmask.pipelines.ingest.pipeline import create_pipeline as ingest  # noqa: PLC0415
-    from unmask.pipelines.masks.pipeline import create_pipeline as masks  # noqa: PLC0415
-    from unmask.pipelines.split.pipeline import create_pipeline as split  # noqa: PLC0415
+    from unmask.pipelines.faces.pipeline import create_pipeline as faces
+    from unmask.pipelines.ingest.pipeline import create_pipeline as ingest
+    from unmask.pipelines.masks.pipeline import create_pipeline as masks
+    from unmask.pipelines.split.pipeline import create_pipeline as split
 
     return {"ingest": ingest(), "faces": faces(), "masks": masks(), "split": split()}
 
@@ -225,7 +225,7 @@ def _combine(results: list[StageResult], names: tuple[str, ...], images: int) ->
     return sum(r.wall for r in chosen), sum(r.cpu for r in chosen), peaks
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--celeba", required=True, help="CelebA folder or zip (aligned or in-the-wild layout)")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N images (default: all)")
@@ -241,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
         return 2
     configure_logging(args.verbose)
 
-    from kedro.io import DataCatalog  # noqa: PLC0415
-    from kedro.runner import SequentialRunner  # noqa: PLC0415
+    from kedro.io import DataCatalog
+    from kedro.runner import SequentialRunner
 
     if not args.verbose:  # after the imports: importing Kedro configures its own logging
         for name in ("kedro", "unmask"):

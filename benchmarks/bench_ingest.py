@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
-from _common import celeba_path_exists, configure_logging  # noqa: E402 - benchmarks/ is the script's folder
+from _common import celeba_path_exists, configure_logging  # benchmarks/ is the script's folder
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 
@@ -41,7 +41,7 @@ def _peak_rss_mib(who: int) -> float:
 
 
 def _ingest_params() -> dict:
-    import yaml  # noqa: PLC0415
+    import yaml
 
     path = ROOT / "conf" / "base" / "parameters_ingest.yml"
     try:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(args.verbose)
 
-    from unmask.pipelines.ingest.nodes import (  # noqa: PLC0415
+    from unmask.pipelines.ingest.nodes import (
         LANDMARK_SOURCES,
         index_celeba_images,
         ingest_metrics,

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from unmask.imaging.landmark_detector import (  # noqa: E402
+from unmask.imaging.landmark_detector import (
     INSTALL_HINT,
     CELEBA_TEMPLATE_178x218,
     FaceLandmarkDetector,
@@ -110,7 +110,7 @@ def make_masker(kind: str, seed: int):
             if renderer(probe, template_for(89, 109)).shape != probe.shape:
                 raise RuntimeError("renderer returned a wrong shape")
             return f"mask_renderer (random styles, seed {seed})", renderer
-        except Exception as exc:  # noqa: BLE001 (anything broken in the other module: fall back)
+        except Exception as exc:  # anything broken in the other module: fall back
             if kind == "renderer":
                 raise
             print(f"  mask_renderer unusable ({type(exc).__name__}: {exc}); using the plain polygon")

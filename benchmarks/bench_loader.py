@@ -26,11 +26,11 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from celeba_pairs import SHARED_ZIP, celeba_pairs  # noqa: E402
+from celeba_pairs import SHARED_ZIP, celeba_pairs
 
-from unmask.datasets import ImagePartitionsDataset  # noqa: E402
-from unmask.models.data import EpochSampler, PairedFaceDataset  # noqa: E402
-from unmask.models.training import _loader  # noqa: E402
+from unmask.datasets import ImagePartitionsDataset
+from unmask.models.data import EpochSampler, PairedFaceDataset
+from unmask.models.training import _loader
 
 
 def partitions(folder: Path) -> dict:

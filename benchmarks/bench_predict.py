@@ -44,14 +44,14 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT / "src"))
 
-from bench_landmarks import DEFAULT_ZIP, make_masker, read_members, template_for  # noqa: E402
+from bench_landmarks import DEFAULT_ZIP, make_masker, read_members, template_for
 
-from unmask.imaging.alignment import align_face  # noqa: E402
-from unmask.imaging.blending import blend_weight, paste_crop, paste_region, restored_region  # noqa: E402
-from unmask.imaging.landmark_detector import INSTALL_HINT, available  # noqa: E402
-from unmask.imaging.png import write_png  # noqa: E402
-from unmask.models import build_model, save_model  # noqa: E402
-from unmask.predict import Unmasker, read_photo  # noqa: E402
+from unmask.imaging.alignment import align_face
+from unmask.imaging.blending import blend_weight, paste_crop, paste_region, restored_region
+from unmask.imaging.landmark_detector import INSTALL_HINT, available
+from unmask.imaging.png import write_png
+from unmask.models import build_model, save_model
+from unmask.predict import Unmasker, read_photo
 
 
 def in_photo(face: np.ndarray, side: int, scale: float) -> np.ndarray:

@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from unmask.imaging.mask_cutouts import (  # noqa: E402
+from unmask.imaging.mask_cutouts import (
     CUTOUT_SIZE,
     SEGMENTATION_VERSION,
     SegmentationRules,

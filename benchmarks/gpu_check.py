@@ -63,8 +63,8 @@ os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")  # one line per step here, not the trainer's progress bars
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 try:
@@ -72,11 +72,11 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO / "src"))
 
-from unmask.models import build_loss, build_model, count_parameters  # noqa: E402
-from unmask.models.checkpoint import load_training_state, save_model  # noqa: E402
-from unmask.models.devices import memory_format_for, precision_name, resolve_precision  # noqa: E402
-from unmask.models.inference import prepare_for_inference, restore  # noqa: E402
-from unmask.models.training import build_optimizer, training_step  # noqa: E402
+from unmask.models import build_loss, build_model, count_parameters
+from unmask.models.checkpoint import load_training_state, save_model
+from unmask.models.devices import memory_format_for, precision_name, resolve_precision
+from unmask.models.inference import prepare_for_inference, restore
+from unmask.models.training import build_optimizer, training_step
 
 SHARED_ZIP = REPO.parent / "shared" / "data" / "celeba_dev_9k_89x109.zip"
 DEFAULT_OUT = Path(tempfile.gettempdir()) / "unmask_gpu_check.json"

@@ -35,10 +35,10 @@ GAP = 2
 
 
 def _catalog(root: Path):
-    from kedro.config import OmegaConfigLoader  # noqa: PLC0415
-    from kedro.io import DataCatalog  # noqa: PLC0415
+    from kedro.config import OmegaConfigLoader
+    from kedro.io import DataCatalog
 
-    from unmask.settings import CONFIG_LOADER_ARGS  # noqa: PLC0415
+    from unmask.settings import CONFIG_LOADER_ARGS
 
     config = OmegaConfigLoader(conf_source=str(ROOT / "conf"), **CONFIG_LOADER_ARGS)["catalog"]
     wanted = ("face_crops", "masked_faces", "mask_maps", "mask_metadata")

@@ -37,11 +37,11 @@ def _read(archive: Path, image_id: str) -> np.ndarray:
 
 def _masked(photo: np.ndarray, seed: int) -> np.ndarray:
     """``photo`` with a mask drawn at its own resolution on the face the detector finds."""
-    from unmask.imaging.alignment import estimate_alignment, template_points, warp_to_crop  # noqa: PLC0415
-    from unmask.imaging.blending import paste_crop  # noqa: PLC0415
-    from unmask.imaging.landmark_detector import FaceLandmarkDetector  # noqa: PLC0415
-    from unmask.imaging.mask_appearance import vary_material  # noqa: PLC0415
-    from unmask.imaging.mask_renderer import MASK_STYLES, rasterize_mask, render_masked_face, seeded_mask_spec  # noqa: PLC0415
+    from unmask.imaging.alignment import estimate_alignment, template_points, warp_to_crop
+    from unmask.imaging.blending import paste_crop
+    from unmask.imaging.landmark_detector import FaceLandmarkDetector
+    from unmask.imaging.mask_appearance import vary_material
+    from unmask.imaging.mask_renderer import MASK_STYLES, rasterize_mask, render_masked_face, seeded_mask_spec
 
     face = FaceLandmarkDetector().detect_one(photo, masked=False)
     if face is None:
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.celeba.is_file():
         parser.error(f"no CelebA zip at {args.celeba}")
 
-    from unmask.predict import Unmasker  # noqa: PLC0415
+    from unmask.predict import Unmasker
 
     unmasker = Unmasker(args.checkpoint)
     print(unmasker.describe())

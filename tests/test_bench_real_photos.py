@@ -35,7 +35,7 @@ def photos(tmp_path_factory) -> Path:
 
     try:
         face = np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB"))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.skip(f"matplotlib sample image unavailable: {exc}")
     face = cv2.resize(face, (256, 300), interpolation=cv2.INTER_AREA)
     masked = face.copy()

@@ -60,7 +60,7 @@ def photo() -> np.ndarray:
 
     try:
         face = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.skip(f"matplotlib sample image unavailable: {exc}")
     face = np.asarray(face.resize((200, 234), Image.BILINEAR))
     yy, xx = np.mgrid[0:360, 0:420]

@@ -50,7 +50,7 @@ def resolve_workers(workers: int | None) -> int:
 def _init_worker() -> None:
     # One process per core already: libraries must not start threads of their own on top.
     try:
-        import cv2  # noqa: PLC0415
+        import cv2
 
         cv2.setNumThreads(1)
     except ImportError:  # pragma: no cover
@@ -128,7 +128,7 @@ def map_chunks(
     ``3 * workers`` chunks are in flight. An exception raised by ``fn`` is raised here, after the
     chunks not yet started are cancelled.
     """
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from tqdm.auto import tqdm
 
     quiet = {} if progress else {"disable": True}  # left unset, TQDM_DISABLE=1 can still silence it
     with tqdm(total=total, desc=desc, unit=unit, mininterval=1.0, **quiet) as bar:

@@ -34,7 +34,7 @@ def face() -> np.ndarray:
 
     try:
         return np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB"))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.skip(f"matplotlib sample image unavailable: {exc}")
 
 

@@ -191,7 +191,7 @@ def face() -> np.ndarray:
     try:
         path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
         return np.asarray(Image.open(path).convert("RGB")).copy()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.skip(f"matplotlib sample image unavailable: {exc}")
 
 

@@ -101,7 +101,7 @@ def write_partitions(folder: str, items: Sequence[tuple[str, Any]], atomic: bool
     for relative, value in items:
         try:
             _write_one(root, relative, value, atomic)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the partition that failed
+        except Exception as exc:  # re-raised with the partition that failed
             raise RuntimeError(f"partition {relative!r}: {type(exc).__name__}: {exc}") from None
     return len(items)
 
@@ -109,7 +109,7 @@ def write_partitions(folder: str, items: Sequence[tuple[str, Any]], atomic: bool
 def _picklable(value: Any) -> bool:
     try:
         pickle.dumps(value)
-    except Exception:  # noqa: BLE001 - any failure means "run it here"
+    except Exception:  # any failure means "run it here"
         return False
     return True
 
@@ -127,7 +127,7 @@ class ImagePartitionsDataset(PartitionedDataset):
           parallel_from: 200   # fewer images are saved in this process
     """
 
-    def __init__(  # noqa: PLR0913
+    def __init__(
         self,
         *,
         path: str,

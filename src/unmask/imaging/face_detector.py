@@ -432,7 +432,7 @@ _UPRIGHT_BOX = (42, 48, 142, 145)
 
 def _shape68_upright(image: np.ndarray, eyes: np.ndarray) -> np.ndarray | None:
     """dlib's 68 points of the face whose eyes are ``eyes``, found on an upright crop; None if degenerate."""
-    import dlib  # noqa: PLC0415 (only when available() said so)
+    import dlib  # only when available() said so
 
     src, dst = eyes.astype(np.float64), _UPRIGHT_EYES
     d_src, d_dst = src[1] - src[0], dst[1] - dst[0]
@@ -464,7 +464,7 @@ def frame_face(image: np.ndarray, above: float = 0.0, beside: float = 0.0) -> De
     h, w = img.shape[:2]
     if min(h, w) < 8 or not available():
         return None
-    import dlib  # noqa: PLC0415 (only when available() said so)
+    import dlib  # only when available() said so
 
     box = (-round(beside * w), -round(above * h), w - 1 + round(beside * w), h - 1)
     shape = _model("shape68")(img, dlib.rectangle(*box))

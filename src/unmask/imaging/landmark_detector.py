@@ -370,7 +370,7 @@ def model_paths() -> dict[str, Path]:
 
 def _import_dlib() -> Any:
     try:
-        import dlib  # noqa: PLC0415 (optional dependency, imported on first use)
+        import dlib  # optional dependency, imported on first use
     except ImportError as exc:
         raise ImportError(f"dlib is not installed: {INSTALL_HINT}") from exc
     return dlib

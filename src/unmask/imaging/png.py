@@ -120,7 +120,7 @@ def decode_png(data: bytes) -> np.ndarray:
     pixels = _decode_own(data)
     if pixels is not None:
         return pixels
-    import cv2  # noqa: PLC0415 - only for PNGs written by other encoders
+    import cv2  # only for PNGs written by other encoders
 
     decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if decoded is None:

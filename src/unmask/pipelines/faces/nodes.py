@@ -57,7 +57,7 @@ class FaceCrop:
 
     def render_array(self) -> np.ndarray:
         """The crop as a ``size`` x ``size`` x 3 uint8 RGB array."""
-        from unmask.imaging.celeba import read_image  # noqa: PLC0415 - keeps this module light to import
+        from unmask.imaging.celeba import read_image  # keeps this module light to import
 
         image = read_image(self.source, self.member)
         m = np.asarray(self.matrix, dtype=np.float64).reshape(2, 3)

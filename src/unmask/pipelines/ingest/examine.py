@@ -46,7 +46,7 @@ Result = tuple[int, int, "str | None", str, "np.ndarray | None", "str | None", s
 
 def make_detector(settings: DetectorParams | None) -> Any:
     """The face landmark detector (dlib); ImportError with install instructions when missing."""
-    from unmask.imaging.landmark_detector import INSTALL_HINT, FaceLandmarkDetector, available  # noqa: PLC0415
+    from unmask.imaging.landmark_detector import INSTALL_HINT, FaceLandmarkDetector, available
 
     if not available():
         raise ImportError(
@@ -78,7 +78,7 @@ class ImageExaminer:
             return 0, 0, exc.reason, exc.detail, None, None, ""
         except FileNotFoundError as exc:
             return 0, 0, MISSING_FILE, f"file vanished while indexing: {exc}", None, None, ""
-        except Exception as exc:  # noqa: BLE001 - one odd file must not stop a 200k-image run
+        except Exception as exc:  # one odd file must not stop a 200k-image run
             return 0, 0, UNREADABLE, f"{type(exc).__name__}: {exc}", None, None, ""
 
     def _examine(self, member: str, needs_landmarks: bool, bbox: tuple | None) -> Result:
@@ -105,7 +105,7 @@ class ImageExaminer:
     def _detect(self, image: np.ndarray, w: int, h: int, bbox: tuple | None) -> Result:
         try:
             found = self.finder.find(image, bbox)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return w, h, DETECTOR_ERROR, f"{type(exc).__name__}: {exc}", None, None, ""
         if found is not None:
             return w, h, None, "", found[0], DETECTOR, found[1]
