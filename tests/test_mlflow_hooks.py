@@ -1,5 +1,5 @@
 """unmask.mlflow_hooks: a tiny `kedro run` in a temporary project names the MLflow run after the environment
-and the model, tags the git commit and logs the trained network as an MLflow logged model."""
+and the model, tags the git commit and logs the trained network as an MLflow logged model, with no pickle."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -92,8 +93,7 @@ def _kedro_run(root: Path, env: str) -> mlflow.entities.Run:
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:Add type hints to the `predict` method:UserWarning")  # MLflow's own pyfunc wrapper
-def test_a_tiny_run_is_named_tagged_and_logs_the_model(project, no_network):
+def test_a_tiny_run_is_named_tagged_and_logs_the_model(project, no_network, monkeypatch, tmp_path):
     run = _kedro_run(project, "smoke")
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "smoke · ra_unet 4-8 bn"
@@ -103,11 +103,28 @@ def test_a_tiny_run_is_named_tagged_and_logs_the_model(project, no_network):
     client = mlflow.MlflowClient()
     (logged,) = client.search_logged_models([run.info.experiment_id])
     assert logged.name == MODEL_DATASET and logged.source_run_id == run.info.run_id
-    network = mlflow.pytorch.load_model(logged.model_uri)
-    expected = _tiny_network({"model": "ra_unet", **TINY_TRAIN["train"]})
+    files = Path(mlflow.artifacts.download_artifacts(logged.artifact_location, dst_path=str(tmp_path / "logged")))
+    names = {path.relative_to(files).as_posix() for path in files.rglob("*") if path.is_file()}
+    assert {"mlflow_model.py", "artifacts/network/model.safetensors", "artifacts/network/model.json"} <= names
+    assert not [name for name in names if Path(name).suffix in {".pkl", ".pickle", ".pt", ".pth", ".bin"}], names
+
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")  # MLflow refuses a cloudpickled model
+    restorer = mlflow.pyfunc.load_model(logged.model_uri)
+    network = restorer.unwrap_python_model().network
+    expected = _tiny_network({"model": "ra_unet", **TINY_TRAIN["train"]}).eval()
     for name, tensor in expected.state_dict().items():
         torch.testing.assert_close(network.state_dict()[name], tensor, rtol=0, atol=0)
-    requirements = Path(mlflow.artifacts.download_artifacts(f"{logged.artifact_location}/requirements.txt")).read_text()
+    masked = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    with torch.no_grad():
+        restored = expected(torch.from_numpy(masked).permute(0, 3, 1, 2).float() / 255).permute(0, 2, 3, 1).numpy()
+    as_floats = restorer.predict(masked.astype(np.float32) / 255)
+    assert as_floats.dtype == np.float32 and as_floats.shape == masked.shape
+    np.testing.assert_allclose(as_floats, restored, rtol=0, atol=1e-6)
+    as_bytes = restorer.predict(masked)
+    assert as_bytes.dtype == np.uint8 and as_bytes.shape == masked.shape
+    assert np.abs(as_bytes.astype(int) - np.round(restored * 255)).max() <= 1  # one level: rounding on a tie
+
+    requirements = (files / "requirements.txt").read_text()
     # pinned here, not inferred: torch as given (and MLflow's own pin, which it always adds)
     assert f"torch=={torch.__version__.split('+')[0]}" in requirements.split()
     assert all("==" in line for line in requirements.split())

@@ -1,5 +1,6 @@
 """Project hooks around kedro-mlflow's: runs named by environment and model, tagged with the git commit, and
-the trained network logged as an MLflow logged model.
+the trained network logged as an MLflow logged model: its safetensors weights and the code of
+:mod:`unmask.mlflow_model`, nothing pickled.
 
 kedro-mlflow (registered through its plugin entry point) reads ``mlflow.yml`` in its own
 ``after_context_created`` and starts the run in its ``before_pipeline_run``. The two hooks here of the
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,14 +51,23 @@ def git_commit(project_path: str | Path | None) -> tuple[str, bool] | None:
 
 
 def log_network(model: Any) -> None:
-    """``model`` as an MLflow 3 logged model of the active run, pickled, requirements pinned here (no lookup)."""
-    import mlflow.pytorch
+    """``model`` as an MLflow 3 logged model of the active run: code plus safetensors, no pickle, requirements
+    pinned here (no lookup). Loading it runs :mod:`unmask.mlflow_model`, which reads the weights safely."""
+    import mlflow.pyfunc
     import torch
 
-    # The default "pt2" format would trace one fixed input shape; pickling keeps the module as trained.
+    from unmask import mlflow_model
+    from unmask.models.checkpoint import save_model
+
+    # A "model from code": MLflow stores the module's source, not a cloudpickle of the model object, and the
+    # network goes in as the files the catalog writes, saved afresh from the object the catalog was given.
     # Requirements given explicitly: MLflow would otherwise infer them by importing and resolving packages.
-    mlflow.pytorch.log_model(model, name=MODEL_DATASET, serialization_format="pickle",
-                             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+    with tempfile.TemporaryDirectory() as tmp:
+        network = Path(tmp) / mlflow_model.NETWORK_ARTIFACT
+        save_model(model, network / mlflow_model.WEIGHTS_FILE)
+        mlflow.pyfunc.log_model(name=MODEL_DATASET, python_model=Path(mlflow_model.__file__),
+                                artifacts={mlflow_model.NETWORK_ARTIFACT: str(network)},
+                                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
 
 
 def _git(project_path: str | Path, *args: str) -> str:
