@@ -2,6 +2,8 @@
 
 from kedro.config import OmegaConfigLoader
 
+from unmask.run_guard import MlflowRunHooks, RunLockHooks
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
@@ -14,3 +16,7 @@ CONFIG_LOADER_ARGS = {
     # the whole group.
     "merge_strategy": {"parameters": "soft"},
 }
+
+# One run at a time per project, cleanup after killed runs, atomic single-file saves, MLflow runs of
+# killed processes closed (unmask.run_guard).
+HOOKS = (RunLockHooks(), MlflowRunHooks())
