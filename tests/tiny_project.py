@@ -2,7 +2,8 @@
 
 ``kedro(project, "--pipelines=faces", kill_at="unmask.datasets.image_partitions:write_png:10")`` runs
 ``kedro run`` whose process SIGKILLs itself on the 10th call of that function (``:after`` kills once the
-call returned), so a kill lands at the same point on every machine.
+call returned; ``:raise`` raises a RuntimeError, a bug, instead), so a kill lands at the same point on
+every machine.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ TINY = {
     "evaluate": {"batch_size": 8, "timing_images": 3, "grid_images": 4},
 }
 
-# Run as a script: patch KILL_AT (module:attribute.path:N[:after]) to SIGKILL this process, then be `kedro`.
+# Run as a script: patch KILL_AT (module:attribute.path:N[:after|:raise]) to SIGKILL this process (or raise),
+# then be `kedro`.
 _KILLER = '''
 import functools, importlib, os, signal, sys
 module, path, n, *when = os.environ["UNMASK_TEST_KILL_AT"].split(":")
@@ -39,6 +41,8 @@ original, calls, after = getattr(owner, name), [0], when == ["after"]
 @functools.wraps(original)
 def killing(*args, **kwargs):
     calls[0] += 1
+    if calls[0] == int(n) and when == ["raise"]:
+        raise RuntimeError("injected bug")
     if calls[0] == int(n) and not after:
         os.kill(os.getpid(), signal.SIGKILL)
     result = original(*args, **kwargs)

@@ -14,6 +14,7 @@ __all__ = [
     "MissingInputError",
     "ParamsError",
     "UserError",
+    "chain",
     "find_user_error",
 ]
 
@@ -40,7 +41,8 @@ class MissingInputError(FileNotFoundError):
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, MissingInputError)
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what it was raised from or during, and so on."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -51,4 +53,4 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 def find_user_error(exc: BaseException) -> BaseException | None:
     """The user error that ``exc`` is or was raised from (Kedro wraps load errors in ``DatasetError``), else None."""
-    return next((e for e in _chain(exc) if isinstance(e, USER_ERRORS)), None)
+    return next((e for e in chain(exc) if isinstance(e, USER_ERRORS)), None)
