@@ -63,15 +63,27 @@ def test_a_missing_celeba_folder_is_one_sentence_and_verbose_shows_the_traceback
     args = ("--pipelines=ingest", "--params", "ingest.source=celeba,ingest.celeba_path=data/01_raw/no_such_celeba")
     _one_sentence(kedro(fresh_project, *args), "No usable CelebA at 'data/01_raw/no_such_celeba'",
                   "set `ingest.source: demo`")
-    verbose = kedro(fresh_project, *args, UNMASK_VERBOSE="1")
-    assert verbose.returncode == 1 and TRACEBACK in verbose.stderr and "MissingInputError" in verbose.stderr
     flagged = kedro(fresh_project, *args, "--verbose", command=(sys.executable, "-m", "unmask", "run"))
-    assert flagged.returncode == 1 and TRACEBACK in flagged.stderr
+    assert flagged.returncode == 1 and TRACEBACK in flagged.stderr and "MissingInputError" in flagged.stderr
+
+
+def test_the_environment_variable_also_asks_for_the_traceback(monkeypatch) -> None:
+    from unmask.cli import VERBOSE_ENV, _verbose
+
+    assert _verbose(True)
+    for value, verbose in (("", False), ("0", False), ("no", False), ("1", True), ("yes", True)):
+        monkeypatch.setenv(VERBOSE_ENV, value)
+        assert _verbose(False) is verbose
 
 
 @pytest.mark.slow
-def test_running_a_stage_before_its_inputs_exist_is_one_sentence(fresh_project: Path) -> None:
-    _one_sentence(kedro(fresh_project, "--pipelines=evaluate"), "has not run yet", "kedro run")
+@pytest.mark.parametrize(("stage", "sentence"), [
+    ("evaluate", "model weights"),  # no trained model
+    ("split", "Cannot load the dataset "),  # an earlier stage has not run
+])
+def test_running_a_stage_before_its_inputs_exist_is_one_sentence(fresh_project: Path, stage: str,
+                                                                 sentence: str) -> None:
+    _one_sentence(kedro(fresh_project, f"--pipelines={stage}"), sentence, "kedro run")
 
 
 @pytest.mark.slow
