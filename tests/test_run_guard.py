@@ -222,3 +222,16 @@ def test_mlflow_runs_of_dead_processes_are_marked_killed() -> None:
                       current: "RUNNING", finished: "FINISHED"}
     assert "killed" in client.runs[killed].data.tags["unmask.end"]
     assert close_dead_mlflow_runs(client, []) == []
+
+
+def test_a_process_whose_run_failed_before_its_pipeline_started_can_run_again(tmp_path: Path) -> None:
+    from unmask.run_guard import RunLockHooks
+
+    hooks = RunLockHooks()
+    hooks.after_context_created(SimpleNamespace(project_path=tmp_path))
+    hooks.before_pipeline_run({})
+    hooks.before_pipeline_run({})  # the first run never reached after_pipeline_run / on_pipeline_error
+    hooks.on_pipeline_error()
+    lock = ProjectLock(tmp_path)
+    assert lock.acquire() == {}, "released cleanly"
+    lock.release()

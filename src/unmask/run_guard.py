@@ -62,6 +62,8 @@ _STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|old)-(?P<pid>\d+)$")  
 _TEMP_FILE = re.compile(r"^\..+\.(?P<pid>\d+)(?:\.[0-9a-f]{8,})?\.tmp$")  # atomic writes of one file
 _DDP_SCRATCH = ".ddp-"  # training.py's TemporaryDirectory for devices > 1 (no pid: removed under the lock)
 _SWEEP_DEPTH = 3  # data/<layer>/<folder>/<file>: deep enough for every layer, image folders and checkpoints/
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # reading the umask means setting it: done once, at import, not while other threads make files
 
 
 class RunLockedError(UserError):
@@ -256,7 +258,7 @@ class _AtomicFileOpener(LocalFileOpener):
         self.f.flush()
         os.fsync(self.f.fileno())
         self.f.close()
-        os.chmod(self.temp, 0o666 & ~_umask())
+        os.chmod(self.temp, 0o666 & ~_UMASK)
         os.replace(self.temp, self.path)
         super().close()
 
@@ -271,12 +273,6 @@ class _AtomicFileOpener(LocalFileOpener):
             self.discard()
         else:
             self.close()
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 class _AtomicTextFile(io.TextIOWrapper):
@@ -364,6 +360,7 @@ class RunLockHooks:
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        self._release()  # a previous run of this process that failed before its pipeline started
         project = self._project_path or Path(run_params.get("project_path") or Path.cwd())
         lock = ProjectLock(project)
         previous = lock.acquire()
