@@ -39,6 +39,7 @@ from kedro_datasets.partitions import PartitionedDataset
 from PIL import Image
 
 from unmask.datasets.lazy_partitions import LazyPartitions
+from unmask.errors import MissingInputError
 from unmask.imaging.pixels import image_array
 from unmask.imaging.png import decode_png, read_png, write_png
 from unmask.parallel import chunked, map_chunks, pool_args
@@ -185,7 +186,10 @@ class ImagePartitionsDataset(PartitionedDataset):
                 elif entry.name.endswith(suffix):
                     found.append(entry.path)
         if not found:
-            raise DatasetError(f"No partitions found in '{self._path}'")
+            # Kedro's wording (OptionalPartitionedDataset looks for it), caused by a user's mistake for the CLI
+            raise DatasetError(f"No partitions found in '{self._path}'") from MissingInputError(
+                f"There are no images in {self._path}: the stage that makes them has not run yet. Run `kedro run` "
+                f"(every stage) or `dvc repro` (the stages that are out of date) first.")
         partitions = {}
         for file in sorted(found):
             relative = Path(file).relative_to(root).as_posix()

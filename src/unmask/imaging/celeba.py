@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from unmask.errors import DataError, MissingInputError
 from unmask.imaging.landmarks import LANDMARK_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ CELEBA_HELP = (
     "CelebA is licensed for non-commercial research use only. To run without it, use the embedded "
     "procedural demo: set `ingest.source: demo` (or run with --params ingest.source=demo)."
 )
+ANNOTATION_HINT = ("Fix or re-download that annotation file (the official CelebA page: "
+                   "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html).")
 
 # Reasons carried by UnreadableImageError (and the quarantine table).
 ZERO_BYTE = "zero_byte"
@@ -227,8 +230,8 @@ def _zip_layout(path: Path) -> str:
     return WILD if WILD_FOLDER in parents and IMAGE_FOLDER not in parents else ALIGNED
 
 
-def _not_found(path: Path, why: str) -> FileNotFoundError:
-    return FileNotFoundError(
+def _not_found(path: Path, why: str) -> MissingInputError:
+    return MissingInputError(
         f"No usable CelebA at '{path}': {why}. Looked for an '{IMAGE_FOLDER}/' folder of .jpg/.png images "
         f"or '{IMAGE_ZIP}' there (also under 'Img/'), the in-the-wild '{WILD_FOLDER}/' folder (or "
         f"'{WILD_ZIP}'), or the path being that folder or zip itself. "
@@ -489,26 +492,27 @@ def _parse_table(source, name: str | None, columns: list[str], kind: type, with_
                     or (len(tokens) == n_values + 1 and not _is_image_name(tokens[0]))):
                 continue
         if len(tokens) != n_values + 1:
-            raise ValueError(
+            raise DataError(
                 f"{label}, line {lineno}: expected {n_values + 1} fields (image name and {', '.join(columns)}), "
-                f"found {len(tokens)}: {raw.strip()!r}")
+                f"found {len(tokens)}: {raw.strip()!r}. {ANNOTATION_HINT}")
         row = []
         for tok in tokens[1:]:
             try:
                 row.append(kind(tok) if kind is float else int(tok))
             except ValueError:
-                raise ValueError(f"{label}, line {lineno}: {tok!r} is not "
-                                 f"{'a number' if kind is float else 'an integer'} in {raw.strip()!r}") from None
+                raise DataError(f"{label}, line {lineno}: {tok!r} is not "
+                                f"{'a number' if kind is float else 'an integer'} in {raw.strip()!r}. "
+                                f"{ANNOTATION_HINT}") from None
         iid = image_id(tokens[0])
         if iid in first_line:
-            raise ValueError(f"{label}, line {lineno}: image {tokens[0]!r} is listed again (first on line "
-                             f"{first_line[iid]})")
+            raise DataError(f"{label}, line {lineno}: image {tokens[0]!r} is listed again (first on line "
+                            f"{first_line[iid]}). {ANNOTATION_HINT}")
         first_line[iid] = lineno
         ids.append(iid)
         values.append(row)
         seen_data = True
     if not ids:
-        raise ValueError(f"{label}: no data rows found")
+        raise DataError(f"{label}: no data rows found. {ANNOTATION_HINT}")
     if declared is not None and declared != len(ids):
         logger.warning("%s declares %d rows but holds %d (incomplete file?)", label, declared, len(ids))
     return ids, values, label
@@ -528,7 +532,8 @@ def read_partitions(source: str | Path | bytes | AnnotationFile, name: str | Non
     s = pd.Series(np.asarray(values, dtype=np.int64)[:, 0], index=pd.Index(ids, name="image_id"), name="partition")
     bad = s[~s.isin([0, 1, 2])]
     if len(bad):
-        raise ValueError(f"{label}: partition must be 0, 1 or 2; image {bad.index[0]!r} has {int(bad.iloc[0])}")
+        raise DataError(f"{label}: partition must be 0, 1 or 2; image {bad.index[0]!r} has {int(bad.iloc[0])}. "
+                        f"{ANNOTATION_HINT}")
     return s
 
 

@@ -20,6 +20,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from unmask.errors import MissingInputError
+
 from .networks import build_model
 
 __all__ = [
@@ -45,18 +47,38 @@ def metadata_path(path: PathLike) -> Path:
     return Path(path).with_suffix(".json")
 
 
+def _fsync(path: str | Path, directory: bool = False) -> None:
+    """Flush ``path`` (a file, or a folder's entries) to the disk."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then move it into place."""
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then move it into place.
+
+    The temporary file is synced before the rename and the folder after it, so that ``path`` is
+    the old file or the whole new one even after a kill or a crash; the next ``kedro run``
+    removes the temporary file of a killed writer (``unmask.run_guard``; its name ends in
+    ``.<pid>.<hex>.tmp``).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = str(path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
         write(tmp)
         # Writers (safetensors, mkstemp) may create owner-only files; a model is meant to be shared.
         os.chmod(tmp, 0o666 & ~_UMASK)
+        _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    try:
+        _fsync(path.parent, directory=True)
+    except OSError:  # some file systems cannot sync a folder; the rename itself is still atomic
+        pass
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -103,7 +125,7 @@ def load_model_metadata(path: PathLike) -> dict[str, Any]:
     """Return the JSON sidecar of a saved model: {"format_version", "config", "metadata"}."""
     meta = metadata_path(path)
     if not meta.is_file():
-        raise FileNotFoundError(f"model metadata {meta} not found. {_TRAIN_HINT}")
+        raise MissingInputError(f"model metadata {meta} not found. {_TRAIN_HINT}")
     try:
         doc = json.loads(meta.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -117,7 +139,7 @@ def load_model(path: PathLike, map_location: str | torch.device = "cpu") -> nn.M
     """Rebuild the model from its JSON config, load the weights strictly, return it in eval mode."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model weights {path} not found. {_TRAIN_HINT}")
+        raise MissingInputError(f"model weights {path} not found. {_TRAIN_HINT}")
     doc = load_model_metadata(path)
     try:
         model = build_model(**doc["config"])

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from unmask.errors import ParamsError
+
 __all__ = ["ParamsModel", "validated"]
 
 
@@ -39,13 +41,14 @@ def _describe(group: str, error: Mapping[str, Any]) -> str:
 
 
 def validated(schema: type[Schema], group: str, params: Mapping[str, Any] | None) -> Schema:
-    """Check ``params`` (the ``params:<group>`` dict) against ``schema``; ``ValueError`` naming each bad key."""
+    """Check ``params`` (the ``params:<group>`` dict) against ``schema``; ``ParamsError`` (a ``ValueError``)
+    naming each bad key."""
     try:
         return schema.model_validate(dict(params or {}))
     except ValidationError as exc:
         problems = "; ".join(_describe(group, error) for error in exc.errors())
         known = ", ".join(sorted(schema.model_fields))
-        raise ValueError(
+        raise ParamsError(
             f"Bad parameters in {group}: {problems}. Known keys: {known}; "
             f"defaults are in conf/base/parameters_{group}.yml."
         ) from None

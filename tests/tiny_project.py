@@ -1,0 +1,93 @@
+"""A tiny copy of the project for tests that run ``kedro run`` in a subprocess, and a way to kill such a run.
+
+``kedro(project, "--pipelines=faces", kill_at="unmask.datasets.image_partitions:write_png:10")`` runs
+``kedro run`` whose process SIGKILLs itself on the 10th call of that function (``:after`` kills once the
+call returned; ``:raise`` raises a RuntimeError, a bug, instead), so a kill lands at the same point on
+every machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+LAYERS = ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models",
+          "07_model_output", "08_reporting")
+# 48 demo images at 32x32 and one epoch of a very narrow RA-UNet (as tests/test_end_to_end.py).
+TINY = {
+    "ingest": {"source": "demo", "demo_images": 48, "demo_identities": 16},
+    "faces": {"size": 32},
+    "split": {"test_count": 8},
+    "train": {"filters": [4, 8, 16], "epochs": 1, "batch_size": 8, "num_workers": 0},
+    "evaluate": {"batch_size": 8, "timing_images": 3, "grid_images": 4},
+}
+
+# Run as a script: patch KILL_AT (module:attribute.path:N[:after|:raise]) to SIGKILL this process (or raise),
+# then be `kedro`.
+_KILLER = '''
+import functools, importlib, os, signal, sys
+module, path, n, *when = os.environ["UNMASK_TEST_KILL_AT"].split(":")
+owner = importlib.import_module(module)
+*parents, name = path.split(".")
+for part in parents:
+    owner = getattr(owner, part)
+original, calls, after = getattr(owner, name), [0], when == ["after"]
+@functools.wraps(original)
+def killing(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] == int(n) and when == ["raise"]:
+        raise RuntimeError("injected bug")
+    if calls[0] == int(n) and not after:
+        os.kill(os.getpid(), signal.SIGKILL)
+    result = original(*args, **kwargs)
+    if calls[0] == int(n):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+setattr(owner, name, killing)
+from kedro.framework.cli.cli import main
+sys.argv = ["kedro", *sys.argv[1:]]
+main()
+'''
+
+
+def make_project(root: Path, overrides: dict | None = None) -> Path:
+    """The project's configuration under ``root`` with a ``tiny`` environment (``overrides`` merged per group)."""
+    shutil.copytree(REPO / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    for name in ("pyproject.toml", ".telemetry"):
+        if (REPO / name).exists():
+            shutil.copy(REPO / name, root / name)
+    (root / "src").mkdir()  # Kedro wants one; the code comes from the tested checkout (PYTHONPATH)
+    for layer in LAYERS:
+        (root / "data" / layer).mkdir(parents=True)
+    tiny = {group: {**values, **(overrides or {}).get(group, {})} for group, values in TINY.items()}
+    (root / "conf" / "tiny").mkdir()
+    (root / "conf" / "tiny" / "parameters.yml").write_text(yaml.safe_dump(tiny))
+    return root
+
+
+def env(**extra: str) -> dict[str, str]:
+    """The environment of a subprocess run: no telemetry, this checkout's code first on the path."""
+    path = os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    base = {key: value for key, value in os.environ.items() if key != "UNMASK_VERBOSE"}
+    return {**base, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": path, "COLUMNS": "200", **extra}
+
+
+def kedro(project: Path, *args: str, kill_at: str | None = None, command: tuple[str, ...] | None = None,
+          timeout: float = 600, **extra_env: str) -> subprocess.CompletedProcess:
+    """``kedro run --env=tiny *args`` in ``project`` (``command`` replaces ``kedro run``); see the module doc."""
+    if kill_at:
+        head = [sys.executable, "-c", _KILLER, "run"]
+        extra_env = {**extra_env, "UNMASK_TEST_KILL_AT": kill_at}
+    else:
+        head = list(command) if command else [sys.executable, "-m", "kedro", "run"]
+    return subprocess.run([*head, "--env=tiny", *args], check=False, cwd=project, env=env(**extra_env),
+                          capture_output=True,
+                          text=True, timeout=timeout)
