@@ -105,7 +105,7 @@ def test_a_run_killed_in_any_writing_stage_keeps_the_outputs_and_the_next_run_cl
 
 
 def test_a_second_run_is_refused_at_once_and_a_killed_runs_lock_is_taken_over(project: Path) -> None:
-    first = subprocess.Popen([sys.executable, "-m", "kedro", "run", "--env=tiny", "--pipelines=train"], cwd=project,
+    first = subprocess.Popen([sys.executable, "-m", "kedro", "run", "--env=test", "--pipelines=train"], cwd=project,
                              env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lock = project / "data" / ".unmask-run.lock"
     try:

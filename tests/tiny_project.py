@@ -19,14 +19,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models",
           "07_model_output", "08_reporting")
-# 48 demo images at 32x32 and one epoch of a very narrow RA-UNet (as tests/test_end_to_end.py).
-TINY = {
-    "ingest": {"source": "demo", "demo_images": 48, "demo_identities": 16},
-    "faces": {"size": 32},
-    "split": {"test_count": 8},
-    "train": {"filters": [4, 8, 16], "epochs": 1, "batch_size": 8, "num_workers": 0},
-    "evaluate": {"batch_size": 8, "timing_images": 3, "grid_images": 4},
-}
+# The tests' environment, conf/test (48 demo images at 32x32, one epoch of a very narrow RA-UNet), with
+# data loading in the main process: a SIGKILL then lands in the one process that writes.
+TEST_ENV = "test"
+EXTRA = {"train": {"num_workers": 0}}
 
 # Run as a script: patch KILL_AT (module:attribute.path:N[:after|:raise]) to SIGKILL this process (or raise),
 # then be `kedro`.
@@ -57,7 +53,7 @@ main()
 
 
 def make_project(root: Path, overrides: dict | None = None) -> Path:
-    """The project's configuration under ``root`` with a ``tiny`` environment (``overrides`` merged per group)."""
+    """The project's configuration under ``root``; its ``conf/test`` gets ``overrides`` merged per group."""
     shutil.copytree(REPO / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
     for name in ("pyproject.toml", ".telemetry"):
@@ -66,9 +62,11 @@ def make_project(root: Path, overrides: dict | None = None) -> Path:
     (root / "src").mkdir()  # Kedro wants one; the code comes from the tested checkout (PYTHONPATH)
     for layer in LAYERS:
         (root / "data" / layer).mkdir(parents=True)
-    tiny = {group: {**values, **(overrides or {}).get(group, {})} for group, values in TINY.items()}
-    (root / "conf" / "tiny").mkdir()
-    (root / "conf" / "tiny" / "parameters.yml").write_text(yaml.safe_dump(tiny))
+    test_params = root / "conf" / TEST_ENV / "parameters.yml"
+    params = yaml.safe_load(test_params.read_text(encoding="utf-8"))
+    for group, values in [*EXTRA.items(), *(overrides or {}).items()]:
+        params[group] = {**params.get(group, {}), **values}
+    test_params.write_text(yaml.safe_dump(params), encoding="utf-8")
     return root
 
 
@@ -82,12 +80,12 @@ def env(**extra: str) -> dict[str, str]:
 
 def kedro(project: Path, *args: str, kill_at: str | None = None, command: tuple[str, ...] | None = None,
           timeout: float = 600, **extra_env: str) -> subprocess.CompletedProcess:
-    """``kedro run --env=tiny *args`` in ``project`` (``command`` replaces ``kedro run``); see the module doc."""
+    """``kedro run --env=test *args`` in ``project`` (``command`` replaces ``kedro run``); see the module doc."""
     if kill_at:
         head = [sys.executable, "-c", _KILLER, "run"]
         extra_env = {**extra_env, "UNMASK_TEST_KILL_AT": kill_at}
     else:
         head = list(command) if command else [sys.executable, "-m", "kedro", "run"]
-    return subprocess.run([*head, "--env=tiny", *args], check=False, cwd=project, env=env(**extra_env),
+    return subprocess.run([*head, f"--env={TEST_ENV}", *args], check=False, cwd=project, env=env(**extra_env),
                           capture_output=True,
                           text=True, timeout=timeout)
