@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from unmask.errors import ParamsError, UserError
 from unmask.params.train import TrainParams
 
 from .checkpoint import load_model, load_training_state
@@ -124,7 +125,7 @@ def restore(path: Path, settings: TrainParams, data_digest: str, net: nn.Module,
     """Load the checkpoint at ``path`` into the modules and RNGs and return the run's progress."""
     state = load_training_state(path)
     if state.get("format_version") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a training checkpoint of this version; set train.resume: false to start over.")
+        raise UserError(f"{path} is not a training checkpoint of this version; set train.resume: false to start over.")
     _check_fingerprint(path, {**FINGERPRINT_DEFAULTS, **state["fingerprint"]}, fingerprint(settings, data_digest))
     net.load_state_dict(state["model"])
     kernels = [(group["fused"], group["foreach"]) for group in optimizer.param_groups]
@@ -148,7 +149,7 @@ def _check_fingerprint(path: Path, saved: dict[str, Any], expected: dict[str, An
     changed = {k: (saved.get(k), v) for k, v in expected.items() if saved.get(k) != v}
     if changed:
         details = "; ".join(f"{k}: checkpoint {old!r}, now {new!r}" for k, (old, new) in changed.items())
-        raise ValueError(
+        raise UserError(
             f"Cannot resume from {path}: the run it belongs to had other settings or data ({details}). "
             "Put the parameters back, or set train.resume: false to start a new run (the checkpoint is replaced)."
         )
@@ -165,7 +166,7 @@ def load_initial_weights(net: nn.Module, settings: TrainParams) -> None:
     found = {"name": config.get("name"), "filters": list(config.get("filters", [])),
              "composite": config.get("composite", False), "batch_norm": config.get("batch_norm", False)}
     if found != wanted:
-        raise ValueError(f"train.init_weights {settings.init_weights} is a {found} network; this run trains {wanted}. "
+        raise ParamsError(f"train.init_weights {settings.init_weights} is a {found} network; this run trains {wanted}. "
                          "Fine-tuning needs the same architecture.")
     net.load_state_dict(start.state_dict())
     logger.info("Starting from the weights of %s (train.init_weights).", settings.init_weights)

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchmetrics.functional.image import structural_similarity_index_measure
 from tqdm.auto import tqdm
 
+from unmask.errors import ParamsError, UserError
 from unmask.imaging.classical_inpainting import inpaint_with_mask
 from unmask.imaging.identity import SAME_PERSON_DISTANCE, IdentityEmbedder
 from unmask.models import count_parameters, load_model
@@ -124,7 +125,7 @@ def metrics_for_mlflow(evaluation_metrics: dict) -> dict[str, dict[str, float]]:
 def _test_ids(data_split: pd.DataFrame, limit: int | None) -> list[str]:
     ids = sorted(data_split.loc[data_split["split"] == "test", "image_id"].astype(str))
     if not ids:
-        raise ValueError("The split has no test images: re-run `kedro run --pipelines=split`.")
+        raise UserError("The split has no test images: re-run `kedro run --pipelines=split`.")
     return ids[:limit] if limit else ids
 
 
@@ -133,7 +134,7 @@ def _grid_ids(test_ids: list[str], p: EvaluateParams) -> list[str]:
     ids = list(p.grid_ids) if p.grid_ids else test_ids[: p.grid_images]
     unknown = sorted(set(ids) - set(test_ids))
     if unknown:
-        raise ValueError(f"evaluate.grid_ids {unknown} are not test images of the current split.")
+        raise ParamsError(f"evaluate.grid_ids {unknown} are not test images of the current split.")
     return ids
 
 
@@ -143,7 +144,7 @@ def _chosen_model(trained_model: nn.Module, checkpoint: str | None) -> tuple[nn.
         return trained_model, "trained_model (data/06_models/model.safetensors)"
     path = Path(checkpoint)
     if path.suffix != ".safetensors":
-        raise ValueError(f"evaluate.checkpoint must be a .safetensors file (with its .json beside it), got {path}.")
+        raise ParamsError(f"evaluate.checkpoint must be a .safetensors file (with its .json beside it), got {path}.")
     logger.info("Evaluating the checkpoint %s instead of the latest trained model.", path)
     return load_model(path), str(path)
 

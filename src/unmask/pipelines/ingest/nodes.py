@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from unmask.errors import DataError
 from unmask.imaging.celeba import ALIGNED, WILD, locate_celeba
 from unmask.imaging.demo_faces import generate_demo_celeba
 from unmask.params import validated
@@ -129,7 +130,7 @@ def index_celeba_images(source_info: dict, params: dict) -> tuple[pd.DataFrame, 
     quarantine_orphans(kept, annotations, quarantine)
     todo = Todo.plan(kept, annotations, settings.limit)
     if not todo.items:
-        raise ValueError(f"No images to index in {source.location}")
+        raise DataError(f"No images to index in {source.location}")
     examiner = make_examiner(source, settings, todo)
     start = time.perf_counter()
     examined = examine_all(todo, examiner, settings, f"Indexing {source_info.get('dataset', 'celeba')}", quarantine)
@@ -146,7 +147,7 @@ def index_celeba_images(source_info: dict, params: dict) -> tuple[pd.DataFrame, 
 
 def _raise_nothing_usable(location: str, n_checked: int, quarantine: pd.DataFrame) -> None:
     first = quarantine.iloc[0].to_dict() if len(quarantine) else None
-    raise ValueError(f"No usable image in {location}: all {n_checked} checked image(s) were quarantined "
+    raise DataError(f"No usable image in {location}: all {n_checked} checked image(s) were quarantined "
                      f"({dict(Counter(quarantine['reason']))}); first: {first}")
 
 

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from unmask.errors import ParamsError
 from unmask.params import validated
 from unmask.params.split import SplitParams
 
@@ -45,7 +46,7 @@ def _samples(mask_metadata: pd.DataFrame, celeba_index: pd.DataFrame) -> pd.Data
 def _require_enough(n_total: int, test_count: int) -> None:
     """Fail with the numbers unless one training and one validation image remain beyond the test set."""
     if n_total < test_count + 2:
-        raise ValueError(
+        raise ParamsError(
             f"Too few images for the requested split: {n_total} masked samples, but split.test_count="
             f"{test_count} needs at least {test_count + 2} (the test set plus one train and one val image). "
             f"Lower split.test_count (e.g. --params split.test_count={max(1, n_total // 5)}) or ingest more images."
@@ -83,7 +84,7 @@ def _assign(samples: pd.DataFrame, settings: SplitParams) -> np.ndarray:
 def _check_counts(counts: pd.Series, n_total: int, test_count: int) -> None:
     """Fail on an empty train or val set; warn when whole identities made test smaller than asked."""
     if counts["train"] == 0 or counts["val"] == 0:
-        raise ValueError(
+        raise ParamsError(
             f"The split left an empty set (train={counts['train']}, val={counts['val']}, test={counts['test']}) "
             f"from {n_total} images: use more images or a smaller split.test_count."
         )

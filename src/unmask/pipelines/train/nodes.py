@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
+from unmask.errors import ParamsError, UserError
 from unmask.imaging.grids import training_curves
 from unmask.imaging.landmarks import LANDMARK_COLUMNS
 from unmask.imaging.pixels import image_array
@@ -23,7 +24,7 @@ from unmask.params.train import VARIETY_KEYS, TrainParams
 def _ids_of(data_split: pd.DataFrame, split: str) -> list[str]:
     ids = data_split.loc[data_split["split"] == split, "image_id"].astype(str).tolist()
     if not ids:
-        raise ValueError(f"The split has no {split!r} images: re-run `kedro run --pipelines=split`.")
+        raise UserError(f"The split has no {split!r} images: re-run `kedro run --pipelines=split`.")
     return sorted(ids)
 
 
@@ -34,7 +35,7 @@ def _held_out_ids(mask_metadata: pd.DataFrame, styles: list[str]) -> set[str]:
     style = mask_metadata["style"].astype(str)
     unknown = sorted(set(styles) - set(style))
     if unknown:
-        raise ValueError(f"train.holdout_styles {unknown} is not a mask style of this data; "
+        raise ParamsError(f"train.holdout_styles {unknown} is not a mask style of this data; "
                          f"styles: {sorted(set(style))}.")
     return set(mask_metadata.loc[style.isin(styles), "image_id"].astype(str))
 
@@ -42,7 +43,7 @@ def _held_out_ids(mask_metadata: pd.DataFrame, styles: list[str]) -> set[str]:
 def _ids_without(ids: list[str], held: set[str], styles: list[str]) -> list[str]:
     kept = [i for i in ids if i not in held]
     if not kept:
-        raise ValueError(f"train.holdout_styles {styles} leaves no image to train on.")
+        raise ParamsError(f"train.holdout_styles {styles} leaves no image to train on.")
     return kept
 
 
