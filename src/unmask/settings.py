@@ -7,12 +7,14 @@ import logging
 from kedro.config import OmegaConfigLoader
 
 from unmask.mlflow_hooks import MlflowRunHooks
+from unmask.params.hooks import ParamsCheckHooks
 from unmask.run_guard import KilledRunHooks, RunLockHooks
 
-# One run at a time per project, cleanup after killed runs, atomic single-file saves, MLflow runs of
-# killed processes closed (unmask.run_guard); around kedro-mlflow's hooks: run names, the git commit
-# tag and the logged model (unmask.mlflow_hooks).
-HOOKS = (RunLockHooks(), KilledRunHooks(), MlflowRunHooks())
+# Parameters checked before anything runs (unmask.params.hooks); one run at a time per project,
+# cleanup after killed runs, atomic single-file saves, MLflow runs of killed processes closed
+# (unmask.run_guard); around kedro-mlflow's hooks: run names, the git commit tag and the logged
+# model (unmask.mlflow_hooks).
+HOOKS = (ParamsCheckHooks(), RunLockHooks(), KilledRunHooks(), MlflowRunHooks())
 
 #: Old environment names still accepted for one release, and the environment each now means.
 RENAMED_ENVIRONMENTS = {"cpu": "celeba_sample"}

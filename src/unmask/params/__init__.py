@@ -8,6 +8,7 @@ allowed.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from unmask.errors import ParamsError
 
-__all__ = ["ParamsModel", "validated"]
+__all__ = ["ParamsModel", "schema_for", "validated"]
 
 
 class ParamsModel(BaseModel):
@@ -52,3 +53,9 @@ def validated(schema: type[Schema], group: str, params: Mapping[str, Any] | None
             f"Bad parameters in {group}: {problems}. Known keys: {known}; "
             f"defaults are in conf/base/parameters_{group}.yml."
         ) from None
+
+
+def schema_for(group: str) -> type[ParamsModel]:
+    """The schema of ``params:<group>``: ``<Group>Params`` of ``unmask.params.<group>``."""
+    module = importlib.import_module(f"unmask.params.{group}")
+    return getattr(module, f"{group.capitalize()}Params")
