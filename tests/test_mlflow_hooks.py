@@ -176,3 +176,16 @@ def test_a_name_from_mlflow_yml_is_kept_and_no_env_is_the_default_run_env():
     assert kept.mlflow.tracking.run.name == "my run"
     assert unnamed.mlflow.tracking.run.name == "local · unet 8-16"
     MlflowRunHooks().after_context_created(SimpleNamespace(env="cpu"))  # kedro-mlflow disabled: nothing to name
+
+
+def test_a_renamed_environment_names_the_run_by_its_new_name():
+    from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
+
+    from unmask.settings import ConfigLoader
+
+    loader = ConfigLoader(str(Path(__file__).resolve().parents[1] / "conf"), env="cpu", base_env="base",
+                          default_run_env="local")
+    context = SimpleNamespace(env="cpu", config_loader=loader, mlflow=KedroMlflowConfig(),
+                              params={"train": {"model": "ra_unet", "filters": [32, 512], "batch_norm": True}})
+    MlflowRunHooks().after_context_created(context)
+    assert context.mlflow.tracking.run.name == "celeba_sample · ra_unet 32-512 bn"

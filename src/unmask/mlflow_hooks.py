@@ -85,7 +85,9 @@ class MlflowRunHooks:
         config = getattr(context, "mlflow", None)  # kedro-mlflow's configuration; absent when it is disabled
         if config is None or config.tracking.run.name:
             return
-        env = context.env or context.config_loader.default_run_env
+        # the config loader's env: a renamed one (--env=cpu) already under its new name
+        loader = context.config_loader
+        env = getattr(loader, "env", None) or context.env or loader.default_run_env
         config.tracking.run.name = run_name(env, context.params.get("train"))
 
     @hook_impl(trylast=True)
