@@ -49,15 +49,17 @@ def _holder(project: Path, fork_child: bool = False) -> tuple[subprocess.Popen, 
         ProjectLock({str(project)!r}).acquire()
         child = os.fork() if {fork_child!r} else None
         if child == 0:
+            os.write(1, b"forked\\n")  # the fork hooks have run in this child by now (one write: no interleaving)
             time.sleep(60)
             os._exit(0)
-        print("locked", child, flush=True)
+        os.write(1, f"locked {{child}}\\n".encode())
         time.sleep(60)
     """)
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": SRC})
-    word, child = holder.stdout.readline().split()
-    assert word == "locked"
+    lines = [holder.stdout.readline().split() for _ in range(2 if fork_child else 1)]
+    (word, child), = [line for line in lines if line[0] == "locked"]
+    assert [line for line in lines if line[0] != "locked"] == ([["forked"]] if fork_child else [])
     return holder, None if child == "None" else int(child)
 
 
