@@ -15,8 +15,17 @@ import pytest
 import torch
 import yaml
 from kedro.pipeline import Node, Pipeline
+from PIL import Image
 
-from unmask.mlflow_hooks import COMMIT_TAG, DIRTY_TAG, MODEL_DATASET, MlflowRunHooks, git_commit, run_name
+from unmask.mlflow_hooks import (
+    COMMIT_TAG,
+    DIRTY_TAG,
+    MODEL_DATASET,
+    MlflowRunHooks,
+    data_source,
+    git_commit,
+    run_name,
+)
 from unmask.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,7 +105,7 @@ def _kedro_run(root: Path, env: str) -> mlflow.entities.Run:
 def test_a_tiny_run_is_named_tagged_and_logs_the_model(project, no_network, monkeypatch, tmp_path):
     run = _kedro_run(project, "smoke")
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "smoke · ra_unet 4-8 bn"
+    assert run.info.run_name == "smoke · demo · ra_unet 4-8 bn"
     assert run.data.tags[COMMIT_TAG] == _git(project, "rev-parse", "--short", "HEAD")
     assert run.data.tags[DIRTY_TAG] == "false"  # the run's outputs are untracked: the code is the commit
 
@@ -160,6 +169,19 @@ def test_git_commit_sees_changed_tracked_files_and_survives_no_git(tmp_path, mon
 ])
 def test_run_name(env, train, name):
     assert run_name(env, train) == name
+
+
+def test_the_run_name_says_which_data_unless_the_environment_does(tmp_path):
+    train = {"model": "ra_unet", "filters": [16, 256]}
+    assert run_name("local", train, "demo") == "local · demo · ra_unet 16-256"
+    assert run_name("celeba_sample", train, "celeba") == "celeba_sample · ra_unet 16-256"
+    assert data_source({"source": "demo"}, tmp_path) == "demo"
+    assert data_source({"source": "celeba", "celeba_path": "nowhere"}, tmp_path) == "celeba"
+    assert data_source({"source": "auto", "celeba_path": "data/01_raw/celeba"}, tmp_path) == "demo"
+    images = tmp_path / "data" / "01_raw" / "celeba" / "img_align_celeba"
+    images.mkdir(parents=True)
+    Image.new("RGB", (178, 218)).save(images / "000001.jpg")
+    assert data_source({"source": "auto", "celeba_path": "data/01_raw/celeba"}, tmp_path) == "celeba"
 
 
 def test_a_name_from_mlflow_yml_is_kept_and_no_env_is_the_default_run_env():

@@ -20,6 +20,8 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from unmask.imaging.celeba import locate_celeba
+
 logger = logging.getLogger(__name__)
 
 #: The catalog entry of the trained network, and its name among the run's logged models.
@@ -28,14 +30,32 @@ MODEL_DATASET = "trained_model"
 COMMIT_TAG, DIRTY_TAG = "git_commit", "git_dirty"
 
 
-def run_name(env: str, train_params: Mapping[str, Any] | None) -> str:
-    """``cpu · ra_unet 32-512 bn``: the environment, then the architecture, first-last filters and batch norm."""
+def run_name(env: str, train_params: Mapping[str, Any] | None, data: str | None = None) -> str:
+    """``local · demo · ra_unet 16-256``: the environment, the data (unless the environment names it), then the
+    architecture, first-last filters and batch norm."""
+    parts = [env] + ([data] if data and data not in env else [])
     train = train_params or {}
-    if "model" not in train:
-        return env
-    filters = list(train.get("filters") or [])
-    model = str(train["model"]) + (f" {filters[0]}-{filters[-1]}" if filters else "")
-    return f"{env} · {model}" + (" bn" if train.get("batch_norm") else "")
+    if "model" in train:
+        filters = list(train.get("filters") or [])
+        model = str(train["model"]) + (f" {filters[0]}-{filters[-1]}" if filters else "")
+        parts.append(model + (" bn" if train.get("batch_norm") else ""))
+    return " · ".join(parts)
+
+
+def data_source(ingest_params: Mapping[str, Any] | None, project_path: str | Path | None) -> str | None:
+    """``"celeba"`` or ``"demo"``: what ``ingest`` reads with these parameters (``auto``: CelebA when it is there)."""
+    ingest = ingest_params or {}
+    source = ingest.get("source")
+    if source != "auto":
+        return source if source in ("celeba", "demo") else None
+    path = Path(str(ingest.get("celeba_path", "")))
+    if not path.is_absolute() and project_path is not None:
+        path = Path(project_path) / path
+    try:
+        locate_celeba(path)
+    except (FileNotFoundError, ValueError, OSError):
+        return "demo"
+    return "celeba"
 
 
 def git_commit(project_path: str | Path | None) -> tuple[str, bool] | None:
@@ -88,7 +108,8 @@ class MlflowRunHooks:
         # the config loader's env: a renamed one (--env=cpu) already under its new name
         loader = context.config_loader
         env = getattr(loader, "env", None) or context.env or loader.default_run_env
-        config.tracking.run.name = run_name(env, context.params.get("train"))
+        data = data_source(context.params.get("ingest"), getattr(context, "project_path", None))
+        config.tracking.run.name = run_name(env, context.params.get("train"), data)
 
     @hook_impl(trylast=True)
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
