@@ -304,24 +304,31 @@ class Unmasker:
         region = np.zeros(photo.shape[:2], bool)
         faces: list[FaceResult] = []
         for found in self.detector.detect(photo):
-            out = self._restore_face(photo, found, out, region, faces)
+            out = self._restore_face(photo, found, self._look(photo, found), out, region, faces)
         if self._try_frame(photo, faces):
-            found = self._best_frame_face(photo)
-            if found is not None:
-                out = self._restore_face(photo, found, out, region, faces)
+            best = self._best_frame_face(photo)
+            if best is not None:
+                out = self._restore_face(photo, *best, out, region, faces)
         return PhotoResult(out, region, faces)
 
-    def _best_frame_face(self, photo: np.ndarray) -> Detection | None:
-        """Of the ``FRAME_BOXES`` faces of the frame, the one the mask head sees the most mask on."""
+    def _look(self, photo: np.ndarray, found: Detection
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(crop, matrix, restored, mask)``: the face's aligned crop, its photo->crop matrix, the model's
+        restoration of it and the mask head's probabilities (None without a head)."""
+        crop, _, matrix = align_face(photo, found.landmarks, self.size, border=PHOTO_BORDER)
+        return (crop, matrix, *self.restore_crop_with_mask(crop))
+
+    def _best_frame_face(self, photo: np.ndarray) -> tuple[Detection, tuple] | None:
+        """Of the ``FRAME_BOXES`` faces of the frame, the one the mask head sees the most mask on, with its look."""
         best, most = None, -1.0
         for above, beside in FRAME_BOXES:
             found = frame_face(photo, above, beside)
             if found is None:
                 return None
-            crop, _, _ = align_face(photo, found.landmarks, self.size, border=PHOTO_BORDER)
-            fraction = float((self.restore_crop_with_mask(crop)[1] > 0.5).mean())
+            look = self._look(photo, found)
+            fraction = float((look[3] > 0.5).mean())
             if fraction > most:
-                best, most = found, fraction
+                best, most = (found, look), fraction
         return best
 
     def _try_frame(self, photo: np.ndarray, faces: list[FaceResult]) -> bool:
@@ -331,11 +338,11 @@ class Unmasker:
         return (self.frame_fallback and self.has_mask_head and not any(face.restored for face in faces)
                 and height >= FRAME_MIN_ASPECT * width and widest < FRAME_MAX_FACE_WIDTH * width)
 
-    def _restore_face(self, photo: np.ndarray, found: Detection, out: np.ndarray, region: np.ndarray,
+    def _restore_face(self, photo: np.ndarray, found: Detection, look: tuple, out: np.ndarray, region: np.ndarray,
                       faces: list[FaceResult]) -> np.ndarray:
-        """Restore one detected face into ``out`` when the gate lets it; record it in ``faces`` and ``region``."""
-        crop, _, matrix = align_face(photo, found.landmarks, self.size, border=PHOTO_BORDER)
-        restored, mask = self.restore_crop_with_mask(crop)
+        """Blend ``look`` (:meth:`_look`) of one face into ``out`` when the gate lets it; record it in ``faces``
+        and ``region``."""
+        crop, matrix, restored, mask = look
         fraction = None if mask is None else float((mask > 0.5).mean())
         if fraction is not None and fraction < self.min_mask_fraction:
             faces.append(FaceResult(found.box, found.method, found.masked, 0.0, fraction, restored=False,
