@@ -345,21 +345,26 @@ def test_composite_network_with_a_mask_loss_trains_and_keeps_unmasked_pixels(tin
     assert (out[0][:, outside] - masked[0][:, outside]).abs().mean() < 0.05
 
 
-def test_holdout_styles_leave_those_masks_out_of_training(tiny_partitions, monkeypatch):
-    p = tiny_partitions
+def _data_given_to_fit(partitions: dict, params: dict, monkeypatch):
+    """The ``TrainingData`` the train node hands to ``fit`` (stopped there: nothing is trained)."""
     seen = {}
 
     def spy(settings, data, mlflow_run=None):
-        seen["train"], seen["val"] = data.train_ids, data.val_ids
-        seen["mask_maps"] = data.mask_maps
+        seen["data"] = data
         raise RuntimeError("stop")
 
     monkeypatch.setattr("unmask.pipelines.train.nodes.fit", spy)
     with pytest.raises(RuntimeError, match="stop"):
-        _train(p, {**PARAMS, "holdout_styles": ["cloth"]})
+        _train(partitions, params)
+    return seen["data"]
+
+
+def test_holdout_styles_leave_those_masks_out_of_training(tiny_partitions, monkeypatch):
+    p = tiny_partitions
+    data = _data_given_to_fit(p, {**PARAMS, "holdout_styles": ["cloth"]}, monkeypatch)
     cloth = set(p["mask_metadata"].query("style == 'cloth'")["image_id"])
-    assert seen["train"] and seen["val"] and not (set(seen["train"]) | set(seen["val"])) & cloth
-    assert seen["mask_maps"] is None  # no mask loss: the true masks are not even read
+    assert data.train_ids and data.val_ids and not (set(data.train_ids) | set(data.val_ids)) & cloth
+    assert data.mask_maps is None  # no mask loss: the true masks are not even read
     with pytest.raises(ValueError, match="not a mask style"):
         _train(p, {**PARAMS, "holdout_styles": ["scuba"]})
     with pytest.raises(ValueError, match=re.escape("train.mask_loss_weight=1.0: Value error, a mask loss needs "
@@ -369,16 +374,7 @@ def test_holdout_styles_leave_those_masks_out_of_training(tiny_partitions, monke
 
 def test_fresh_masks_draw_every_style_but_the_held_out_ones_on_every_training_face(tiny_partitions, monkeypatch):
     p = tiny_partitions
-    seen = {}
-
-    def spy(settings, data, mlflow_run=None):
-        seen["data"] = data
-        raise RuntimeError("stop")
-
-    monkeypatch.setattr("unmask.pipelines.train.nodes.fit", spy)
-    with pytest.raises(RuntimeError, match="stop"):
-        _train(p, {**PARAMS, "fresh_masks": True, "holdout_styles": ["cloth"]})
-    data = seen["data"]
+    data = _data_given_to_fit(p, {**PARAMS, "fresh_masks": True, "holdout_styles": ["cloth"]}, monkeypatch)
     train_ids = sorted(p["data_split"].query("split == 'train'")["image_id"])
     cloth = set(p["mask_metadata"].query("style == 'cloth'")["image_id"])
     assert data.train_ids == train_ids  # no face is lost to the held-out style: it is never drawn
@@ -407,18 +403,9 @@ def test_clean_faces_new_materials_and_degradations_train_a_composite_network(ti
     params = {**PARAMS, "fresh_masks": True, "composite": True, "mask_loss_weight": 1.0, "epochs": 2, **variety}
     model, history = _train(p, params)
     assert list(history["epoch"]) == [1, 2] and history["train_loss"].notna().all()
-    seen = {}
-
-    def spy(settings, data, mlflow_run=None):
-        seen["fresh"] = data.fresh_masks
-        raise RuntimeError("stop")
-
-    monkeypatch.setattr("unmask.pipelines.train.nodes.fit", spy)
-    with pytest.raises(RuntimeError, match="stop"):
-        _train(p, params)
-    fresh = seen["fresh"]
+    fresh = _data_given_to_fit(p, params, monkeypatch).fresh_masks
     assert (fresh.clean_fraction, fresh.material_fraction, fresh.degrade_fraction) == (0.3, 0.5, 0.4)
-    assert "clean=0.3" in seen["fresh"].digest_text()  # a checkpoint never resumes under other variety
+    assert "clean=0.3" in fresh.digest_text()  # a checkpoint never resumes under other variety
     with pytest.raises(ValueError, match=re.escape("train.clean_fraction=0.2: Value error, needs train.fresh_masks")):
         _train(p, {**PARAMS, "clean_fraction": 0.2})
     with pytest.raises(ValueError, match="train.material_fraction=2: Input should be less than or equal to 1"):
@@ -490,16 +477,8 @@ def test_real_cutouts_from_the_catalog_are_mixed_into_training(tiny_partitions, 
               "cutout_fraction": 0.5}
     model, history = _train({**p, "real_mask_cutouts": cutouts}, params)
     assert history["train_loss"].notna().all()
-    seen = {}
-
-    def spy(settings, data, mlflow_run=None):
-        seen["fresh"] = data.fresh_masks
-        raise RuntimeError("stop")
-
-    monkeypatch.setattr("unmask.pipelines.train.nodes.fit", spy)
-    with pytest.raises(RuntimeError, match="stop"):
-        _train({**p, "real_mask_cutouts": cutouts}, params)
-    assert len(seen["fresh"].cutouts) == 2 and seen["fresh"].cutouts[0].shape == (24, 24, 4)
+    fresh = _data_given_to_fit({**p, "real_mask_cutouts": cutouts}, params, monkeypatch).fresh_masks
+    assert len(fresh.cutouts) == 2 and fresh.cutouts[0].shape == (24, 24, 4)
     monkeypatch.undo()
     with pytest.raises(ValueError, match="needs mask cut-outs"):
         _train(p, params)  # an empty real_mask_cutouts folder
