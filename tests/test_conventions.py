@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unmask.params import ParamsModel
+from unmask.params import ParamsModel, schema_for
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = ROOT / "src" / "unmask" / "pipelines"
@@ -23,12 +23,6 @@ CONF = ROOT / "conf"
 PIPELINE_NAMES = sorted(p.name for p in PIPELINES.iterdir() if (p / "__init__.py").is_file())
 GROUPS = sorted(p.stem.removeprefix("parameters_") for p in (CONF / "base").glob("parameters_*.yml"))
 ENVIRONMENTS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("base", "local"))
-
-
-def schema_of(group: str) -> type[ParamsModel]:
-    """``unmask.params.<group>.<Group>Params``: the declared schema of ``params:<group>``."""
-    module = importlib.import_module(f"unmask.params.{group}")
-    return getattr(module, f"{group.capitalize()}Params")
 
 
 # ---------------------------------------------------------------------------------- imports --
@@ -152,7 +146,7 @@ def _environment_overrides() -> Iterator[tuple[str, str, dict]]:
 
 @pytest.mark.parametrize("group", GROUPS)
 def test_every_group_has_a_schema_with_no_defaults(group):
-    schema = schema_of(group)
+    schema = schema_for(group)
     assert issubclass(schema, ParamsModel)
     with_default = [name for name, field in schema.model_fields.items() if not field.is_required()]
     assert not with_default, f"defaults belong in conf/base/parameters_{group}.yml, not in the schema: {with_default}"
@@ -161,7 +155,7 @@ def test_every_group_has_a_schema_with_no_defaults(group):
 @pytest.mark.parametrize("group", GROUPS)
 def test_every_base_parameter_is_declared_by_its_schema(group):
     values = yaml.safe_load((CONF / "base" / f"parameters_{group}.yml").read_text(encoding="utf-8"))[group]
-    assert not unknown_keys(schema_of(group), values, group)
+    assert not unknown_keys(schema_for(group), values, group)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -169,7 +163,7 @@ def test_every_environment_override_is_declared_by_its_schema(env):
     overrides = [(file, group, values) for file, group, values in _environment_overrides()
                  if file.startswith(f"conf/{env}/")]
     unknown = [f"{file}: {key}" for file, group, values in overrides
-               for key in ([group] if group not in GROUPS else unknown_keys(schema_of(group), values, group))]
+               for key in ([group] if group not in GROUPS else unknown_keys(schema_for(group), values, group))]
     assert not unknown, "keys no schema declares (a typo, or a key the code does not read):\n" + "\n".join(unknown)
 
 

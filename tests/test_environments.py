@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_conventions import schema_of
 from unmask import settings
-from unmask.params import validated
+from unmask.params import schema_for, validated
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 ENVIRONMENTS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("base", "local"))
@@ -25,7 +24,7 @@ def _parameters(env: str) -> dict:
 @pytest.mark.parametrize("env", ["base", *ENVIRONMENTS])
 @pytest.mark.parametrize("group", GROUPS)
 def test_environment_parameters_are_valid(env, group):
-    validated(schema_of(group), group, _parameters(env)[group])
+    validated(schema_for(group), group, _parameters(env)[group])
 
 
 def test_every_environment_is_known():
