@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.tiny_project import copy_project
+
 REPO = Path(__file__).resolve().parents[1]
-LAYERS = ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models",
-          "07_model_output", "08_reporting")
 
 
 def _kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
@@ -30,16 +30,7 @@ def _kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
 def project(tmp_path_factory) -> Path:
     """A copy of the project's configuration (its `test` environment: 48 demo images at 32x32, one epoch
     of a very narrow RA-UNet) in a temporary folder: the runs write their data there, not in the checkout."""
-    root = tmp_path_factory.mktemp("unmask_project")
-    shutil.copytree(REPO / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(REPO / name, root / name)
-    # Kedro wants a source folder inside the project; the code itself comes from the installed package.
-    (root / "src").mkdir()
-    for layer in LAYERS:
-        (root / "data" / layer).mkdir(parents=True)
-    return root
+    return copy_project(tmp_path_factory.mktemp("unmask_project"))
 
 
 @pytest.fixture(scope="module")

@@ -52,8 +52,9 @@ main()
 '''
 
 
-def make_project(root: Path, overrides: dict | None = None) -> Path:
-    """The project's configuration under ``root``; its ``conf/test`` gets ``overrides`` merged per group."""
+def copy_project(root: Path) -> Path:
+    """The project's configuration, ``pyproject.toml`` and empty data layers under ``root`` (no code: runs
+    import the tested checkout)."""
     shutil.copytree(REPO / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
     for name in ("pyproject.toml", ".telemetry"):
@@ -62,6 +63,12 @@ def make_project(root: Path, overrides: dict | None = None) -> Path:
     (root / "src").mkdir()  # Kedro wants one; the code comes from the tested checkout (PYTHONPATH)
     for layer in LAYERS:
         (root / "data" / layer).mkdir(parents=True)
+    return root
+
+
+def make_project(root: Path, overrides: dict | None = None) -> Path:
+    """:func:`copy_project`, its ``conf/test`` with ``EXTRA`` and ``overrides`` merged per group."""
+    copy_project(root)
     test_params = root / "conf" / TEST_ENV / "parameters.yml"
     params = yaml.safe_load(test_params.read_text(encoding="utf-8"))
     for group, values in [*EXTRA.items(), *(overrides or {}).items()]:
