@@ -3,7 +3,7 @@ import pickle
 import numpy as np
 import pytest
 
-from unmask.imaging import identity
+from unmask.imaging import landmark_detector
 from unmask.imaging.alignment import align_face
 from unmask.imaging.demo_faces import render_demo_face
 from unmask.imaging.identity import CHIP_SIZE, SAME_PERSON_DISTANCE, WORK_SIZE, IdentityEmbedder
@@ -50,10 +50,10 @@ def test_crops_must_be_square_rgb_uint8(bad):
 
 
 def test_a_missing_model_file_names_the_package(monkeypatch, tmp_path):
-    monkeypatch.setattr(identity, "_CACHE", {})
-    monkeypatch.setattr(identity, "_models_dir", lambda: tmp_path)
+    monkeypatch.setattr(landmark_detector, "_CACHE", {})
+    monkeypatch.setattr(landmark_detector, "_models_dir", lambda: tmp_path)
     with pytest.raises(ImportError, match="face_recognition_models"):
         IdentityEmbedder().load()
-    monkeypatch.setattr(identity, "_models_dir", lambda: None)
+    monkeypatch.setattr(landmark_detector, "_models_dir", lambda: None)
     with pytest.raises(ImportError, match="pip install face_recognition_models"):
         IdentityEmbedder().load()

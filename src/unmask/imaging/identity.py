@@ -28,14 +28,13 @@ go to worker processes like :class:`~unmask.imaging.landmark_detector.FaceLandma
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 
-from unmask.imaging.landmark_detector import _import_dlib, _models_dir
+from unmask.imaging.landmark_detector import _import_dlib, _model
 
 __all__ = ["FACE_BOX", "INSTALL_HINT", "SAME_PERSON_DISTANCE", "WORK_SIZE", "IdentityEmbedder"]
 
@@ -51,33 +50,15 @@ INSTALL_HINT = (
     "the identity measure needs dlib (`pip install dlib-bin`) and the model files of the package "
     "face_recognition_models (`pip install face_recognition_models \"setuptools<81\"`)"
 )
-_MODEL_FILES = {
-    "recogniser": "dlib_face_recognition_resnet_model_v1.dat",
-    "shape5": "shape_predictor_5_face_landmarks.dat",
-}
-_CACHE: dict[str, Any] = {}
-_LOCK = threading.Lock()
 
 
 def _models() -> tuple[Any, Any]:
-    """The process-wide ``(recogniser, 5-point shape predictor)``, loaded on first use."""
-    if not _CACHE:
-        with _LOCK:
-            if not _CACHE:
-                folder = _models_dir()
-                if folder is None:
-                    raise ImportError(f"face_recognition_models is not installed: {INSTALL_HINT}")
-                paths = {k: folder / v for k, v in _MODEL_FILES.items()}
-                missing = [str(p) for p in paths.values() if not p.is_file()]
-                if missing:
-                    raise ImportError(f"face_recognition_models lacks {missing}: {INSTALL_HINT}")
-                try:
-                    dlib = _import_dlib()
-                except ImportError as exc:
-                    raise ImportError(f"dlib is not installed: {INSTALL_HINT}") from exc
-                _CACHE.update(recogniser=dlib.face_recognition_model_v1(str(paths["recogniser"])),
-                              shape5=dlib.shape_predictor(str(paths["shape5"])))
-    return _CACHE["recogniser"], _CACHE["shape5"]
+    """The process-wide ``(recogniser, 5-point shape predictor)`` (:func:`landmark_detector._model`), loaded
+    on first use; ``ImportError`` with this measure's install hint when dlib or the model files are missing."""
+    try:
+        return _model("recogniser"), _model("shape5")
+    except ImportError as exc:
+        raise ImportError(f"{exc}. {INSTALL_HINT}") from exc
 
 
 def _work_image(crop: np.ndarray) -> np.ndarray:

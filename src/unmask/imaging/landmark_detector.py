@@ -129,6 +129,8 @@ _EYE_FRAME_TEMPLATE = _eye_frame_template()
 _MODEL_FILES = {
     "shape68": "shape_predictor_68_face_landmarks.dat",
     "cnn": "mmod_human_face_detector.dat",
+    "shape5": "shape_predictor_5_face_landmarks.dat",  # unmask.imaging.identity
+    "recogniser": "dlib_face_recognition_resnet_model_v1.dat",  # unmask.imaging.identity
 }
 
 # --------------------------------------------------------------------------------------------------
@@ -392,7 +394,8 @@ _CACHE_LOCK = threading.Lock()
 
 
 def _model(name: str) -> Any:
-    """The process-wide instance of ``"hog"``, ``"shape68"`` or ``"cnn"`` (loaded on first use)."""
+    """The process-wide instance of ``"hog"``, ``"shape68"``, ``"cnn"``, ``"shape5"`` or ``"recogniser"``
+    (loaded on first use)."""
     m = _CACHE.get(name)
     if m is not None:
         return m
@@ -406,6 +409,10 @@ def _model(name: str) -> Any:
                 m = dlib.shape_predictor(str(model_paths()["shape68"]))
             elif name == "cnn":
                 m = dlib.cnn_face_detection_model_v1(str(model_paths()["cnn"]))
+            elif name == "shape5":
+                m = dlib.shape_predictor(str(model_paths()["shape5"]))
+            elif name == "recogniser":
+                m = dlib.face_recognition_model_v1(str(model_paths()["recogniser"]))
             else:  # pragma: no cover
                 raise KeyError(name)
             _CACHE[name] = m
