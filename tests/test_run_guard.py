@@ -237,3 +237,16 @@ def test_a_process_whose_run_failed_before_its_pipeline_started_can_run_again(tm
     lock = ProjectLock(tmp_path)
     assert lock.acquire() == {}, "released cleanly"
     lock.release()
+
+
+def test_an_mlflow_run_started_under_the_lock_is_created_tagged_with_its_process(tmp_path: Path) -> None:
+    from mlflow.tracking.context.registry import resolve_tags
+
+    assert PID_TAG not in resolve_tags()  # no lock held: other MLflow users of this environment are left alone
+    lock = ProjectLock(tmp_path)
+    lock.acquire()
+    try:
+        tags = resolve_tags()  # what mlflow.start_run writes with the new run, through the entry point
+        assert tags[PID_TAG] == str(os.getpid()) and tags[HOST_TAG] == socket.gethostname()
+    finally:
+        lock.release()

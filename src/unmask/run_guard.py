@@ -13,9 +13,10 @@ Kedro hooks (registered in ``settings.HOOKS``) that every ``kedro run`` goes thr
   multi-process training, each only when its process is no longer alive.
 * It makes every local single-file dataset write atomically (:class:`AtomicLocalFileSystem`): a
   kill while ``data_split.parquet`` is written leaves the previous one, not a truncated file.
-* :class:`KilledRunHooks` tags the run's MLflow run with this process (``unmask.pid``,
-  ``unmask.host``) and marks the runs left ``RUNNING`` by processes of this host that are gone as
-  ``KILLED`` (:func:`close_dead_mlflow_runs`).
+* :class:`ProcessRunContext` (an MLflow run-context provider, declared as an entry point in
+  ``pyproject.toml``) creates the run's MLflow run tagged with this process (``unmask.pid``,
+  ``unmask.host``); :class:`KilledRunHooks` marks the runs left ``RUNNING`` by processes of this host
+  that are gone as ``KILLED`` (:func:`close_dead_mlflow_runs`).
 """
 
 from __future__ import annotations
@@ -389,6 +390,23 @@ class RunLockHooks:
             self._lock = None
 
 
+def process_tags() -> dict[str, str]:
+    """The tags that tell the next run whether this one's process is still alive."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+class ProcessRunContext:
+    """MLflow run-context provider (entry point ``mlflow.run_context_provider``): a run started while this
+    process holds the project lock is created already tagged with its pid and host, so a run killed the
+    moment after it started is still recognised as dead by the next one."""
+
+    def in_context(self) -> bool:
+        return bool(_HELD_LOCKS)
+
+    def tags(self) -> dict[str, str]:
+        return process_tags()
+
+
 class KilledRunHooks:
     """Runs after kedro-mlflow has started the run: tags it with this process, closes runs of dead ones."""
 
@@ -398,8 +416,9 @@ class KilledRunHooks:
             import mlflow
 
             active = mlflow.active_run()
-            if active is not None:
-                mlflow.set_tags({PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()})
+            if active is not None and PID_TAG not in active.data.tags:
+                # without the run-context provider (package not reinstalled since it came): tag now
+                mlflow.set_tags(process_tags())
             client = mlflow.MlflowClient()
             experiment_ids = [e.experiment_id for e in client.search_experiments()]
             closed = close_dead_mlflow_runs(client, experiment_ids, skip=[active.info.run_id] if active else [])
